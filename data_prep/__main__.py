@@ -1,0 +1,45 @@
+"""``python -m data_prep --config configs/data/stdlib.yaml [--sources '[...]'] [--output_dir DIR] [--any.key V]``"""
+
+from __future__ import annotations
+
+import sys
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+from data_prep.config import DataPrepConfig
+from data_prep.errors import DataPrepError
+from data_prep.pipeline import prepare, summary
+
+
+class OneLineErrorParser(ArgumentParser):
+    """jsonargparse prints the whole usage before an error; users need only the line that names the culprit."""
+
+    def error(self, message: str, *args, **kwargs):  # noqa: D102 - argparse's signature
+        first_line = " ".join(str(message).split())
+        sys.stderr.write(f"error: {first_line}\n(run with --help for the list of options)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> ArgumentParser:
+    parser = OneLineErrorParser(prog="python -m data_prep", description="Raw text to tokenized shards.")
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the keys below.")
+    parser.add_class_arguments(DataPrepConfig, fail_untyped=True, sub_configs=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    parsed = parser.parse_args(argv)
+    config = parser.instantiate_classes(parsed)
+    values = {key: value for key, value in vars(config).items() if key != "config"}
+    try:
+        manifest = prepare(DataPrepConfig(**values))
+    except DataPrepError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 1
+    print(f"data_prep: {summary(manifest)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""``python -m lit_pretrain {fit,validate,test} --config configs/X.yaml [--trainer.max_steps 100] ...``
+
+A thin LightningCLI over :class:`PretrainModule` and :class:`PretrainDataModule`. Besides the Trainer's,
+module's and data module's keys it always has:
+
+* ``checkpoint``: a ``ModelCheckpoint`` (``--checkpoint.every_n_train_steps``, ``--checkpoint.dirpath``,
+  ``--checkpoint.save_last``), writing into ``<run dir>/checkpoints`` so ``--ckpt_path last`` finds them;
+* ``sample``: :class:`GenerateSample`, printing a generation for ``--sample.prompt`` when fit ends;
+* links ``data.seq_len -> model.seq_len`` and ``data.vocab_size -> model.vocab_size``.
+
+The run directory is the TensorBoard logger's ``save_dir/name`` (a fixed ``version: ""``), so a restart with
+the same config logs, checkpoints and saves ``config.yaml`` into the same place.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from data_prep.errors import DataPrepError
+from lit_pretrain.callbacks.sample import GenerateSample
+from lit_pretrain.data import PretrainDataModule
+from lit_pretrain.errors import ConfigError
+from lit_pretrain.module import PretrainModule
+
+DEFAULT_LOGGER = {
+    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+    "init_args": {"save_dir": "runs", "name": "default", "version": ""},
+}
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """jsonargparse prints the full usage before an error; show only the line that names the culprit."""
+
+    def error(self, message: str, *args, **kwargs):
+        sys.stderr.write(f"error: {' '.join(str(message).split())}\n(run with --help for the list of options)\n")
+        raise SystemExit(2)
+
+
+class PretrainCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500})
+        parser.add_lightning_class_args(GenerateSample, "sample")
+        parser.link_arguments("data.seq_len", "model.seq_len")
+        # The data module knows its vocabulary size in __init__ (from the manifest or the data_prep config).
+        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        PretrainCLI(
+            PretrainModule,
+            PretrainDataModule,
+            parser_class=OneLineErrorParser,
+            trainer_defaults={"logger": DEFAULT_LOGGER},
+            # A restart into the same run directory rewrites config.yaml instead of refusing to start.
+            save_config_kwargs={"overwrite": True},
+            # The module builds its own optimizer and schedule (and its model in configure_model, #19110).
+            auto_configure_optimizers=False,
+            args=args,
+        )
+    except (ConfigError, DataPrepError) as error:
+        sys.stderr.write(f"error: {error}\n")
+        raise SystemExit(2) from None

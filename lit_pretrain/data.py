@@ -1,0 +1,234 @@
+"""The data module: prepared token shards in, fixed-length windows out, in a resumable seeded order.
+
+Window ``i`` of a split is ``seq_len`` consecutive tokens; windows tile each shard without overlap (the tail of a
+shard shorter than ``seq_len`` is unused). Training visits windows in a permutation drawn from
+``(seed, epoch)``; the position in that permutation (epoch and global sample index, identical on every rank) is
+saved in checkpoints, so a resumed run continues with the next unseen window instead of restarting the epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from data_prep.config import DataPrepConfig
+from data_prep.errors import DataPrepError
+from data_prep.pipeline import prepare
+from data_prep.shards import MANIFEST_FILE, read_manifest, read_tokens, shard_token_count
+from lit_pretrain.errors import ConfigError
+
+
+class WindowDataset(Dataset):
+    """Non-overlapping ``seq_len`` windows over a split's shards, read from disk on access."""
+
+    def __init__(self, directory: Path, files: list[str], dtype: str, seq_len: int) -> None:
+        self.paths = [Path(directory) / name for name in files]
+        self.dtype = np.dtype(dtype)
+        self.seq_len = seq_len
+        windows_per_shard = [shard_token_count(path, self.dtype) // seq_len for path in self.paths]
+        # first_window[k] is the global index of shard k's first window (prefix sums).
+        self.first_window = np.concatenate([[0], np.cumsum(windows_per_shard)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.first_window[-1])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        shard = int(np.searchsorted(self.first_window, index, side="right") - 1)
+        start = (index - int(self.first_window[shard])) * self.seq_len
+        tokens = read_tokens(self.paths[shard], self.dtype, start, self.seq_len)
+        input_ids = torch.from_numpy(tokens.astype(np.int64))
+        return {"input_ids": input_ids, "labels": input_ids}
+
+
+class ResumableWindowSampler(DistributedSampler):
+    """Seeded permutation per epoch, split across ranks by stride, starting at a global sample position.
+
+    Subclasses ``DistributedSampler`` so that Lightning does not wrap it in another distributed sampler.
+    ``set_epoch`` (called by Lightning at every epoch start) keeps the position when the epoch is unchanged,
+    which is what happens right after a restore.
+    """
+
+    def __init__(self, num_windows: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+        self.num_windows, self.seed = num_windows, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        # Every rank must see the same number of samples: drop the tail that does not divide evenly.
+        self.total = num_windows - num_windows % num_replicas
+        self.epoch = 0
+        self.start = 0  # global samples of this epoch already consumed
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.start = epoch, 0
+
+    def order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.num_windows)
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.order(self.epoch)
+        return iter(order[self.start + self.rank : self.total : self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return (self.total - self.start) // self.num_replicas
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader whose ``state_dict`` is the global position of the next unseen sample.
+
+    Lightning saves this state in checkpoints and restores it before iterating (Lightning >= 2.2). Consumption
+    is counted by :meth:`PretrainDataModule.on_before_batch_transfer`, i.e. when the training loop takes a batch,
+    not when the loader (or Lightning's one-batch prefetch) produces it.
+    """
+
+    sampler: ResumableWindowSampler
+
+    def __init__(self, dataset: WindowDataset, sampler: ResumableWindowSampler, **kwargs) -> None:
+        super().__init__(dataset, sampler=sampler, drop_last=True, **kwargs)
+        self.consumed = 0
+
+    def __iter__(self):
+        self.consumed = self.sampler.start
+        return super().__iter__()
+
+    def mark_consumed(self, global_samples: int) -> None:
+        self.consumed += global_samples
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.sampler.epoch, "consumed": self.consumed, "seed": self.sampler.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.epoch = state["epoch"]
+        self.sampler.start = state["consumed"]
+        self.consumed = state["consumed"]
+
+
+class PretrainDataModule(L.LightningDataModule):
+    """Serves windows from a prepared dataset directory, preparing it first when it has no manifest.
+
+    Args:
+        dataset_dir: Directory with ``manifest.json`` and shards (written by ``python -m data_prep``).
+        prepare_config: data_prep YAML used to build ``dataset_dir`` when it is missing (its ``output_dir`` is
+            replaced by ``dataset_dir``). None: the dataset must already exist.
+        seq_len: Tokens per training window; linked to ``model.seq_len``.
+        batch_size: Windows per micro-batch on each device.
+        num_workers: DataLoader worker processes (0 reads in the main process; reads are cheap).
+        seed: Seed of the per-epoch shuffle of training windows.
+    """
+
+    def __init__(
+        self,
+        dataset_dir: str = "data/stdlib",
+        prepare_config: str | None = "configs/data/stdlib.yaml",
+        seq_len: int = 256,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 1234,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.dataset_dir = Path(dataset_dir)
+        self.prepare_config = prepare_config
+        self.seq_len, self.batch_size, self.num_workers, self.seed = seq_len, batch_size, num_workers, seed
+        self.manifest: dict | None = None
+        self._train_loader: ResumableDataLoader | None = None
+        # Known now (not in setup) so LightningCLI can link it to the model at instantiation.
+        self.vocab_size = self._planned_vocab_size()
+
+    # -- preparation ---------------------------------------------------------------------------------------
+    def _prep_config(self) -> DataPrepConfig:
+        path = Path(self.prepare_config)
+        if not path.is_file():
+            raise ConfigError(
+                f"data.prepare_config '{path}' not found and '{self.dataset_dir / MANIFEST_FILE}' does not exist; "
+                "pass --data.prepare_config or prepare the dataset first with python -m data_prep"
+            )
+        values = yaml.safe_load(path.read_text()) or {}
+        values["output_dir"] = str(self.dataset_dir)
+        return DataPrepConfig.from_dict(values)
+
+    def _planned_vocab_size(self) -> int:
+        if (self.dataset_dir / MANIFEST_FILE).is_file():
+            return int(read_manifest(self.dataset_dir)["vocab_size"])
+        if self.prepare_config is None:
+            raise ConfigError(f"'{self.dataset_dir / MANIFEST_FILE}' does not exist and data.prepare_config is null")
+        return self._prep_config().tokenizer.vocab_size
+
+    def prepare_data(self) -> None:
+        """Runs on one process per node, before ``setup``: build the dataset if it is not there yet."""
+        if (self.dataset_dir / MANIFEST_FILE).is_file() or self.prepare_config is None:
+            return
+        prepare(self._prep_config())
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.manifest is not None:
+            return
+        try:
+            self.manifest = read_manifest(self.dataset_dir)
+        except DataPrepError as error:
+            raise ConfigError(str(error)) from error
+        if self.manifest["vocab_size"] != self.vocab_size:
+            raise ConfigError(
+                f"'{self.dataset_dir / MANIFEST_FILE}' was prepared with vocab_size {self.manifest['vocab_size']} but "
+                f"this run was configured for {self.vocab_size}; restart so both agree"
+            )
+        self.train_dataset = self._windows("train")
+        self.val_dataset = self._windows("val")
+
+    def _windows(self, split: str) -> WindowDataset:
+        info = self.manifest["splits"][split]
+        dataset = WindowDataset(self.dataset_dir, info["files"], self.manifest["dtype"], self.seq_len)
+        if len(dataset) == 0:
+            raise ConfigError(
+                f"the {split} split of '{self.dataset_dir}' has {info['tokens']} tokens, fewer than one window of "
+                f"data.seq_len={self.seq_len}; lower --data.seq_len or add data"
+            )
+        return dataset
+
+    # -- facts the module and callbacks use ----------------------------------------------------------------
+    @property
+    def tokenizer_path(self) -> Path:
+        assert self.manifest is not None, "call setup() first"
+        return self.dataset_dir / self.manifest["tokenizer"]["file"]
+
+    @property
+    def tokenizer_vocab_size(self) -> int:
+        assert self.manifest is not None, "call setup() first"
+        return int(self.manifest["tokenizer"]["vocab_size"])
+
+    def bytes_per_token(self, split: str) -> float:
+        """Raw UTF-8 bytes per token of a split: converts a loss per token into bits per byte."""
+        assert self.manifest is not None, "call setup() first"
+        info = self.manifest["splits"][split]
+        return info["bytes"] / info["tokens"]
+
+    # -- loaders -------------------------------------------------------------------------------------------
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        rank, world_size = self._rank_and_world()
+        sampler = ResumableWindowSampler(len(self.train_dataset), self.seed, num_replicas=world_size, rank=rank)
+        self._train_loader = ResumableDataLoader(
+            self.train_dataset,
+            sampler,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+        return self._train_loader
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Called once per batch the training loop actually takes: count it towards the resume position."""
+        trainer = self.trainer
+        if trainer is not None and trainer.training and self._train_loader is not None:
+            self._train_loader.mark_consumed(batch["input_ids"].shape[0] * trainer.world_size)
+        return batch

@@ -1,0 +1,51 @@
+"""Shared fixtures: small real corpora taken from the standard library's own sources (no downloads)."""
+
+from __future__ import annotations
+
+import shutil
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from data_prep.config import DataPrepConfig, SplitConfig, TokenizerConfig
+from data_prep.pipeline import prepare
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+# Packages of the standard library used as a ~1 MB test corpus: real code, present on every machine.
+CORPUS_PACKAGES = ("json", "email", "collections", "logging", "importlib", "unittest", "http", "xml/dom")
+
+
+def copy_stdlib_corpus(destination: Path, packages=CORPUS_PACKAGES) -> Path:
+    destination.mkdir(parents=True, exist_ok=True)
+    for package in packages:
+        for source in sorted((STDLIB / package).glob("*.py")):
+            target = destination / package.replace("/", "_") / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    return destination
+
+
+def small_prep_config(corpus: Path, output: Path, **overrides) -> DataPrepConfig:
+    config = DataPrepConfig(
+        sources=[str(corpus)],
+        output_dir=str(output),
+        split=SplitConfig(val_fraction=0.1, seed=0),
+        tokenizer=TokenizerConfig(vocab_size=512, min_frequency=2),
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.fixture(scope="session")
+def stdlib_corpus(tmp_path_factory) -> Path:
+    return copy_stdlib_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def prepared_dataset(stdlib_corpus, tmp_path_factory) -> Path:
+    """A prepared dataset (vocab 512) shared by tests that only read it."""
+    output = tmp_path_factory.mktemp("prepared") / "dataset"
+    prepare(small_prep_config(stdlib_corpus, output), show_progress=False)
+    return output

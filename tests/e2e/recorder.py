@@ -1,0 +1,27 @@
+"""Callbacks the end-to-end tests load into the real CLI through ``--config`` (class_path: recorder.X)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import lightning as L
+
+
+class BatchRecorder(L.Callback):
+    """Appends one JSON line per training batch (step, hash of its windows, loss) to ``path``; with
+    ``kill_at_step`` it dies like a SIGKILL (no cleanup, no checkpoint) when that step begins."""
+
+    def __init__(self, path: str, kill_at_step: int | None = None) -> None:
+        self.path, self.kill_at_step = path, kill_at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.kill_at_step is not None and trainer.global_step == self.kill_at_step:
+            os._exit(9)
+        self._digest = hashlib.sha1(batch["input_ids"].cpu().numpy().tobytes()).hexdigest()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        with open(self.path, "a") as handle:
+            record = {"step": trainer.global_step, "windows": self._digest, "loss": float(outputs["loss"])}
+            handle.write(json.dumps(record) + "\n")

@@ -1,0 +1,156 @@
+"""The real CLI in subprocesses, as a user runs it: prepare, fit, resume, inspect, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+
+def run(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "lit_pretrain", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, stdlib_corpus) -> Path:
+    """A project directory with a tiny-model config whose data_prep config points at a small corpus."""
+    directory = tmp_path_factory.mktemp("project")
+    prep = yaml.safe_load((REPO / "configs/data/stdlib.yaml").read_text())
+    prep.update(sources=[str(stdlib_corpus)], output_dir="data/small")
+    prep["read"]["exclude"] = []
+    prep["tokenizer"]["vocab_size"] = 512
+    prep["split"]["val_fraction"] = 0.1
+    (directory / "prep.yaml").write_text(yaml.safe_dump(prep))
+    config = yaml.safe_load((REPO / "configs/quickstart.yaml").read_text())
+    config["trainer"].update(max_steps=40, val_check_interval=20, log_every_n_steps=1, max_time=None,
+                             enable_progress_bar=False)
+    config["trainer"]["logger"]["init_args"].update(name="tiny")
+    config["model"].update(preset="gpt2-tiny", warmup_steps=5, optimizer="adamw", lr=3e-3)
+    config["data"].update(dataset_dir="data/small", prepare_config="prep.yaml", seq_len=64, batch_size=8)
+    config["checkpoint"].update(every_n_train_steps=20)
+    config["sample"].update(max_new_tokens=16)
+    (directory / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return directory
+
+
+def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(log_dir))
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def test_fit_prepares_data_trains_logs_checkpoints_and_samples(workdir):
+    result = run("fit", "--config", "tiny.yaml", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = workdir / "runs" / "tiny"
+    assert (workdir / "data/small/manifest.json").is_file()  # prepare_data built the dataset
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["trainer"]["max_steps"] == 40 and saved["data"]["seq_len"] == 64
+    hparams = yaml.safe_load((run_dir / "hparams.yaml").read_text())
+    assert hparams["seq_len"] == 64 and hparams["vocab_size"] == 512  # linked from the data module
+    metrics = scalars(run_dir)
+    train_loss = [value for _, value in metrics["train_loss"]]
+    val_loss = [value for _, value in metrics["val_loss"]]
+    assert train_loss[0] > 6.0 and train_loss[-1] < train_loss[0] - 0.7, train_loss  # from ~ln(512)
+    assert len(val_loss) == 2 and val_loss[-1] < val_loss[0]
+    assert {"val_ppl", "val_bpb", "lr"} <= set(metrics)
+    assert metrics["val_ppl"][-1][1] == pytest.approx(float(__import__("math").exp(val_loss[-1])), rel=1e-4)
+    assert "sample for 'def fibonacci(n):'" in result.stdout
+    assert "val_bpb" in result.stdout
+
+
+def test_overrides_print_config_and_help(workdir):
+    result = run("fit", "--config", "tiny.yaml", "--trainer.max_steps", "7", "--data.batch_size", "4",
+                 "--model.config", '{"n_layer": 1}', "--checkpoint.every_n_train_steps", "3", "--print_config",
+                 cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    assert printed["trainer"]["max_steps"] == 7 and printed["data"]["batch_size"] == 4
+    assert printed["model"]["config"] == {"n_layer": 1} and printed["checkpoint"]["every_n_train_steps"] == 3
+    help_text = run("fit", "--help", cwd=workdir).stdout
+    for flag in ("--checkpoint.dirpath", "--checkpoint.save_last", "--data.seq_len", "--model.preset", "--ckpt_path"):
+        assert flag in help_text
+    top = run("--help", cwd=workdir).stdout
+    assert all(command in top for command in ("fit", "validate", "test"))
+
+
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def recorder_config(directory: Path, name: str, kill_at_step: int | None = None) -> tuple[str, Path]:
+    record = directory / f"{name}.jsonl"
+    config = directory / f"{name}-callbacks.yaml"
+    init_args = {"path": str(record), "kill_at_step": kill_at_step}
+    config.write_text(yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "recorder.BatchRecorder",
+                                                                 "init_args": init_args}]}}))
+    return str(config), record
+
+
+def test_resume_after_a_kill_sees_exactly_the_windows_of_an_uninterrupted_run(workdir):
+    common = ["--config", "tiny.yaml", "--trainer.max_steps", "12", "--checkpoint.every_n_train_steps", "4",
+              "--trainer.val_check_interval", "100", "--sample.max_new_tokens", "1"]
+    config, reference = recorder_config(workdir, "reference")
+    result = run("fit", *common, "--config", config, "--trainer.logger.init_args.name", "reference", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    config, killed = recorder_config(workdir, "killed", kill_at_step=6)
+    result = run("fit", *common, "--config", config, "--trainer.logger.init_args.name", "resumed", cwd=workdir)
+    assert result.returncode == 9  # died at the start of step 7; last checkpoint is after step 4
+    config, resumed = recorder_config(workdir, "resumed")
+    result = run("fit", *common, "--config", config, "--trainer.logger.init_args.name", "resumed",
+                 "--ckpt_path", "last", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    expected = read_records(reference)
+    before, after = read_records(killed), read_records(resumed)
+    assert [r["step"] for r in before] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in after] == list(range(5, 13))  # continues after the step-4 checkpoint
+    assert [r["windows"] for r in after] == [r["windows"] for r in expected[4:]]
+    # Same windows, same weights, same optimizer state: the losses match the uninterrupted run too.
+    assert [r["loss"] for r in after] == pytest.approx([r["loss"] for r in expected[4:]], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "args, culprit",
+    [
+        (["--model.no_such_key", "1"], "no_such_key"),
+        (["--data.seq_len", "4096"], "data.seq_len 4096"),
+        (["--model.preset", "gpt9"], "gpt9"),
+        (["--data.dataset_dir", "data/none", "--data.prepare_config", "missing.yaml"], "missing.yaml"),
+    ],
+)
+def test_bad_configuration_fails_with_one_line(workdir, args, culprit):
+    result = run("fit", "--config", "tiny.yaml", *args, cwd=workdir)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and culprit in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_corpus_fails_cleanly_and_writes_nothing(workdir, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "blank.py").write_text("\n")
+    prep = yaml.safe_load((workdir / "prep.yaml").read_text())
+    prep["sources"] = [str(empty)]
+    (tmp_path / "prep.yaml").write_text(yaml.safe_dump(prep))
+    result = run("fit", "--config", str(workdir / "tiny.yaml"), "--data.dataset_dir", str(tmp_path / "out"),
+                 "--data.prepare_config", str(tmp_path / "prep.yaml"), cwd=workdir)
+    assert result.returncode != 0
+    assert "error: no training documents left" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))

@@ -1,0 +1,38 @@
+"""The notebook path: import the classes and drive a Trainer directly, no CLI."""
+
+import lightning as L
+import pytest
+import torch
+
+from lit_pretrain import PretrainDataModule, PretrainModule
+from lit_pretrain.callbacks import GenerateSample
+from lit_pretrain.errors import ConfigError
+
+
+def trainer(tmp_path, **kwargs) -> L.Trainer:
+    options = dict(max_steps=30, val_check_interval=15, check_val_every_n_epoch=None, logger=False,
+                   enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                   num_sanity_val_steps=0, default_root_dir=tmp_path)
+    options.update(kwargs)
+    return L.Trainer(**options)
+
+
+def test_trainer_fit_with_the_importable_classes(tmp_path, prepared_dataset):
+    L.seed_everything(0)
+    data = PretrainDataModule(dataset_dir=str(prepared_dataset), prepare_config=None, seq_len=64, batch_size=8)
+    model = PretrainModule(preset="gpt2-tiny", vocab_size=data.vocab_size, seq_len=64, lr=3e-3, warmup_steps=3)
+    sample = GenerateSample(max_new_tokens=8, temperature=0.0)
+    fit = trainer(tmp_path, callbacks=[sample])
+    fit.fit(model, datamodule=data)
+    first = fit.validate(model, datamodule=data, verbose=False)[0]
+    assert fit.global_step == 30
+    assert first["val_loss"] < torch.log(torch.tensor(512.0)).item() - 0.5
+    assert first["val_ppl"] == pytest.approx(torch.exp(torch.tensor(first["val_loss"])).item(), rel=1e-5)
+    assert sample.last_sample.startswith("def fibonacci(n):") and len(sample.last_sample) > len("def fibonacci(n):")
+
+
+def test_tokenizer_larger_than_the_model_vocabulary_is_refused(tmp_path, prepared_dataset):
+    data = PretrainDataModule(dataset_dir=str(prepared_dataset), prepare_config=None, seq_len=64)
+    model = PretrainModule(preset="gpt2-tiny", vocab_size=100, seq_len=64)
+    with pytest.raises(ConfigError, match=r"has \d+ tokens but model.vocab_size is 100"):
+        trainer(tmp_path).fit(model, datamodule=data)

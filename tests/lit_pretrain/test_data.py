@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+
+from data_prep.shards import read_manifest, read_tokens
+from lit_pretrain.data import PretrainDataModule, ResumableDataLoader, ResumableWindowSampler, WindowDataset
+from lit_pretrain.errors import ConfigError
+
+
+def test_windows_tile_the_shards(prepared_dataset):
+    manifest = read_manifest(prepared_dataset)
+    info = manifest["splits"]["train"]
+    dataset = WindowDataset(prepared_dataset, info["files"], manifest["dtype"], seq_len=64)
+    assert len(dataset) == info["tokens"] // 64  # one shard here
+    tokens = read_tokens(prepared_dataset / info["files"][0], np.uint16, 0, 10**9)
+    for index in (0, 1, len(dataset) - 1):
+        item = dataset[index]
+        assert item["input_ids"].dtype == torch.int64
+        assert item["input_ids"].tolist() == tokens[index * 64 : (index + 1) * 64].tolist()
+        assert torch.equal(item["labels"], item["input_ids"])
+
+
+def test_sampler_is_seeded_and_ranks_partition_the_epoch():
+    full = list(ResumableWindowSampler(101, seed=5))
+    assert sorted(full) == list(range(101)) and full == list(ResumableWindowSampler(101, seed=5))
+    assert full != list(ResumableWindowSampler(101, seed=6))
+    ranks = [list(ResumableWindowSampler(101, seed=5, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 50
+    assert set(ranks[0]).isdisjoint(ranks[1]) and set(ranks[0]) | set(ranks[1]) == set(full[:100])
+
+
+def test_set_epoch_keeps_a_restored_position_and_resets_on_a_new_epoch():
+    sampler = ResumableWindowSampler(20, seed=0)
+    sampler.start = 8
+    sampler.set_epoch(0)
+    assert len(sampler) == 12
+    sampler.set_epoch(1)
+    assert sampler.start == 0 and list(sampler) != list(ResumableWindowSampler(20, seed=0))
+
+
+def test_loader_state_resumes_with_the_next_unseen_windows(prepared_dataset):
+    manifest = read_manifest(prepared_dataset)
+    dataset = WindowDataset(prepared_dataset, manifest["splits"]["train"]["files"], manifest["dtype"], 32)
+
+    def loader():
+        return ResumableDataLoader(dataset, ResumableWindowSampler(len(dataset), seed=3), batch_size=4)
+
+    uninterrupted = [batch["input_ids"] for batch in loader()][:6]
+    first = loader()
+    iterator = iter(first)
+    for _ in range(3):
+        next(iterator)
+        first.mark_consumed(4)
+    next(iterator)  # prefetched by the training loop but never consumed: must not count
+    state = first.state_dict()
+    assert state == {"epoch": 0, "consumed": 12, "seed": 3}
+
+    resumed = loader()
+    resumed.load_state_dict(state)
+    following = [batch["input_ids"] for _, batch in zip(range(3), resumed)]
+    for expected, got in zip(uninterrupted[3:], following):
+        assert torch.equal(expected, got)
+
+
+def test_datamodule_links_vocab_size_from_manifest_and_rejects_oversized_windows(prepared_dataset):
+    datamodule = PretrainDataModule(dataset_dir=str(prepared_dataset), prepare_config=None, seq_len=64)
+    assert datamodule.vocab_size == 512
+    datamodule.setup("fit")
+    assert datamodule.bytes_per_token("val") > 1.0
+    too_long = PretrainDataModule(dataset_dir=str(prepared_dataset), prepare_config=None, seq_len=10**7)
+    with pytest.raises(ConfigError, match="fewer than one window"):
+        too_long.setup("fit")
+
+
+def test_datamodule_without_dataset_or_prepare_config_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        PretrainDataModule(dataset_dir=str(tmp_path / "nothing"), prepare_config=None)
+    with pytest.raises(ConfigError, match="data.prepare_config .* not found"):
+        PretrainDataModule(dataset_dir=str(tmp_path / "nothing"), prepare_config=str(tmp_path / "missing.yaml"))
