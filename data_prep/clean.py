@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 
-from data_prep.config import CleanConfig
+
+@dataclass
+class CleanConfig:
+    """Text normalisation. Code corpora keep their whitespace, so nothing here touches indentation."""
+
+    normalize_newlines: bool = True
+    """Turn ``\\r\\n`` and lone ``\\r`` into ``\\n``."""
+    unicode_nfc: bool = False
+    """Apply Unicode NFC composition (off by default: it rewrites code identifiers and literals)."""
+    strip: bool = True
+    """Remove leading and trailing blank space around each document."""
+    min_chars: int = 1
+    """Drop documents shorter than this many characters after cleaning."""
 
 
 def clean_text(text: str, clean: CleanConfig) -> str:

@@ -1,80 +1,21 @@
 """Every knob of data preparation, typed and documented once.
 
-The dataclasses below are what ``python -m data_prep --config X.yaml`` parses (nested sections become
-``--clean.unicode_nfc``-style flags) and what :func:`data_prep.pipeline.prepare` takes from Python.
+Each stage module owns its section's dataclass (``sources.ReadConfig``, ``clean.CleanConfig``, ...); this
+module composes them into :class:`DataPrepConfig`, which is what ``python -m data_prep --config X.yaml`` parses
+(nested sections become ``--clean.unicode_nfc``-style flags) and what :func:`data_prep.pipeline.prepare` takes.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
-
-@dataclass
-class ReadConfig:
-    """How sources become documents."""
-
-    include: list[str] = field(default_factory=lambda: ["*"])
-    """Keep files found under a directory source whose name matches one of these fnmatch patterns."""
-    exclude: list[str] = field(default_factory=list)
-    """Drop files whose path relative to their directory source matches one of these fnmatch patterns."""
-    text_field: str = "text"
-    """Field holding the text in ``.jsonl`` records."""
-
-
-@dataclass
-class CleanConfig:
-    """Text normalisation. Code corpora keep their whitespace, so nothing here touches indentation."""
-
-    normalize_newlines: bool = True
-    """Turn ``\\r\\n`` and lone ``\\r`` into ``\\n``."""
-    unicode_nfc: bool = False
-    """Apply Unicode NFC composition (off by default: it rewrites code identifiers and literals)."""
-    strip: bool = True
-    """Remove leading and trailing blank space around each document."""
-    min_chars: int = 1
-    """Drop documents shorter than this many characters after cleaning."""
-
-
-@dataclass
-class DedupConfig:
-    """Duplicate removal."""
-
-    exact: bool = True
-    """Drop documents whose cleaned text is byte-identical to an earlier one (kept: the first in source order)."""
-
-
-@dataclass
-class SplitConfig:
-    """Train/validation split, decided per document from a hash of its text: stable across runs and orders."""
-
-    val_fraction: float = 0.01
-    """Expected share of documents that go to the validation split."""
-    seed: int = 0
-    """Changes which documents are held out, reproducibly."""
-
-
-@dataclass
-class TokenizerConfig:
-    """Byte-level BPE tokenizer trained on the train split."""
-
-    vocab_size: int = 8192
-    """Target vocabulary size, special tokens included; the model's embedding table gets exactly this size."""
-    min_frequency: int = 2
-    """A pair must occur this often to be merged."""
-    sample_bytes: int = 100_000_000
-    """Train on at most this many bytes of train documents (BPE training memory grows with the sample)."""
-    end_of_text: str = "<|endoftext|>"
-    """Special token appended after every document in the shards (token id 0)."""
-
-
-@dataclass
-class ShardConfig:
-    """Token shards on disk."""
-
-    tokens_per_shard: int = 100_000_000
-    """Start a new shard file after this many tokens."""
-    batch_documents: int = 512
-    """Documents handed to the tokenizer per ``encode_batch`` call (parallel inside the tokenizer)."""
+from data_prep.clean import CleanConfig
+from data_prep.dedup import DedupConfig
+from data_prep.errors import DataPrepError
+from data_prep.shards import ShardConfig
+from data_prep.sources import ReadConfig
+from data_prep.split import SplitConfig
+from data_prep.tokenizer import TokenizerConfig
 
 
 @dataclass
@@ -101,17 +42,8 @@ class DataPrepConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "DataPrepConfig":
         """Build from a plain (e.g. YAML-loaded) dict; unknown keys raise ``DataPrepError`` naming them."""
-        from data_prep.errors import DataPrepError
-
-        sections = {
-            "read": ReadConfig,
-            "clean": CleanConfig,
-            "dedup": DedupConfig,
-            "split": SplitConfig,
-            "tokenizer": TokenizerConfig,
-            "shards": ShardConfig,
-        }
-        top_level = {"sources", "output_dir", "num_workers", *sections}
+        sections = {f.name: f.default_factory for f in fields(cls) if is_dataclass(f.default_factory)}
+        top_level = {f.name for f in fields(cls)}
         kwargs = {}
         for key, value in values.items():
             if key not in top_level:
@@ -121,7 +53,9 @@ class DataPrepConfig:
                 known = set(section.__dataclass_fields__)
                 for sub_key in value or {}:
                     if sub_key not in known:
-                        raise DataPrepError(f"unknown data_prep config key '{key}.{sub_key}'; expected one of {sorted(known)}")
+                        raise DataPrepError(
+                            f"unknown data_prep config key '{key}.{sub_key}'; expected one of {sorted(known)}"
+                        )
                 kwargs[key] = section(**(value or {}))
             else:
                 kwargs[key] = value

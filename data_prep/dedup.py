@@ -4,6 +4,15 @@ in source order survives, so the result does not depend on timing or worker coun
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+
+
+@dataclass
+class DedupConfig:
+    """Duplicate removal."""
+
+    exact: bool = True
+    """Drop documents whose cleaned text is byte-identical to an earlier one (kept: the first in source order)."""
 
 
 def text_digest(text: str) -> bytes:

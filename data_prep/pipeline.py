@@ -153,7 +153,9 @@ def _build(config: DataPrepConfig, files: list[Path], expected: str, workdir: Pa
         writer = ShardWriter(workdir, split, dtype, config.shards.tokens_per_shard)
         split_texts = texts[split]
         step = config.shards.batch_documents
-        for begin in tqdm(range(0, len(split_texts), step), desc=f"tokenize {split}", unit="batch", disable=not show_progress):
+        for begin in tqdm(
+            range(0, len(split_texts), step), desc=f"tokenize {split}", unit="batch", disable=not show_progress
+        ):
             batch = split_texts[begin : begin + step]
             token_lists = [encoding.ids + [end_of_text_id] for encoding in encode(batch, add_special_tokens=False)]
             writer.add_documents(token_lists, sum(len(t.encode("utf-8", errors="surrogatepass")) for t in batch))

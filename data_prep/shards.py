@@ -15,11 +15,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from data_prep.errors import DataPrepError
+
+
+@dataclass
+class ShardConfig:
+    """Token shards on disk."""
+
+    tokens_per_shard: int = 100_000_000
+    """Start a new shard file after this many tokens."""
+    batch_documents: int = 512
+    """Documents handed to the tokenizer per ``encode_batch`` call (parallel inside the tokenizer)."""
+
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
@@ -43,7 +55,12 @@ class ShardWriter:
     the current one holds ``tokens_per_shard`` tokens (documents are never split across shards)."""
 
     def __init__(self, directory: Path, split: str, dtype: np.dtype, tokens_per_shard: int) -> None:
-        self.directory, self.split, self.dtype, self.tokens_per_shard = directory, split, np.dtype(dtype), tokens_per_shard
+        self.directory, self.split, self.dtype, self.tokens_per_shard = (
+            directory,
+            split,
+            np.dtype(dtype),
+            tokens_per_shard,
+        )
         self.files: list[str] = []
         self.sha256: dict[str, str] = {}
         self.tokens = self.documents = self.bytes = 0

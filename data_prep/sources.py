@@ -13,11 +13,23 @@ import glob
 import json
 import sysconfig
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep.config import ReadConfig
 from data_prep.errors import DataPrepError
+
+
+@dataclass
+class ReadConfig:
+    """How sources become documents."""
+
+    include: list[str] = field(default_factory=lambda: ["*"])
+    """Keep files found under a directory source whose name matches one of these fnmatch patterns."""
+    exclude: list[str] = field(default_factory=list)
+    """Drop files whose path relative to their directory source matches one of these fnmatch patterns."""
+    text_field: str = "text"
+    """Field holding the text in ``.jsonl`` records."""
+
 
 # A file whose first bytes contain NUL is binary (the same heuristic git and grep use).
 BINARY_SNIFF_BYTES = 8192
@@ -41,7 +53,7 @@ class ReadStats:
     invalid_utf8_documents: int = 0
 
 
-def expand_placeholders(source: str) -> str:
+def expand_variables(source: str) -> str:
     """Replace ``{stdlib}`` with the directory of the running Python's standard library."""
     return source.replace("{stdlib}", sysconfig.get_paths()["stdlib"])
 
@@ -56,7 +68,7 @@ def expand_sources(sources: list[str], read: ReadConfig) -> list[Path]:
         raise DataPrepError("no sources given; set 'sources' in the config or pass --sources '[\"path/to/corpus\"]'")
     files: dict[str, Path] = {}
     for raw in sources:
-        source = expand_placeholders(raw)
+        source = expand_variables(raw)
         path = Path(source)
         if glob.has_magic(source):
             found = [Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file()]
@@ -75,7 +87,9 @@ def expand_sources(sources: list[str], read: ReadConfig) -> list[Path]:
         else:
             raise DataPrepError(f"source '{raw}' does not exist; fix the path in 'sources' or pass --sources")
         if not found:
-            raise DataPrepError(f"source '{raw}' matched no files (read.include={read.include}); check the path and patterns")
+            raise DataPrepError(
+                f"source '{raw}' matched no files (read.include={read.include}); check the path and patterns"
+            )
         for file in found:
             files.setdefault(str(file), file)
     return [files[key] for key in sorted(files)]
@@ -85,7 +99,9 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as error:
-        raise DataPrepError(f"cannot read '{path}': {error.strerror or error}; fix its permissions or remove it from sources") from error
+        raise DataPrepError(
+            f"cannot read '{path}': {error.strerror or error}; fix its permissions or remove it from sources"
+        ) from error
 
 
 def _decode(data: bytes, stats: ReadStats) -> str:
@@ -103,14 +119,18 @@ def _read_jsonl(path: Path, data: bytes, text_field: str, stats: ReadStats) -> I
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise DataPrepError(f"'{path}' line {line_number}: invalid JSON ({error.msg}); fix or remove the line") from error
+            raise DataPrepError(
+                f"'{path}' line {line_number}: invalid JSON ({error.msg}); fix or remove the line"
+            ) from error
         if not isinstance(record, dict) or text_field not in record:
             raise DataPrepError(
                 f"'{path}' line {line_number}: no '{text_field}' field; set read.text_field to the field holding the text"
             )
         text = record[text_field]
         if not isinstance(text, str):
-            raise DataPrepError(f"'{path}' line {line_number}: field '{text_field}' is {type(text).__name__}, not a string")
+            raise DataPrepError(
+                f"'{path}' line {line_number}: field '{text_field}' is {type(text).__name__}, not a string"
+            )
         stats.documents += 1
         yield Document(text=text, source=str(path), position=line_number)
 

@@ -4,6 +4,18 @@ and the split seed, never on file order, so adding files does not move existing 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+
+
+@dataclass
+class SplitConfig:
+    """Train/validation split, decided per document from a hash of its text: stable across runs and orders."""
+
+    val_fraction: float = 0.01
+    """Expected share of documents that go to the validation split."""
+    seed: int = 0
+    """Changes which documents are held out, reproducibly."""
+
 
 TRAIN, VAL = "train", "val"
 

@@ -7,11 +7,25 @@ end-of-text token is the first special token (id 0); it separates documents in t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from data_prep.config import TokenizerConfig
+
+@dataclass
+class TokenizerConfig:
+    """Byte-level BPE tokenizer trained on the train split."""
+
+    vocab_size: int = 8192
+    """Target vocabulary size, special tokens included; the model's embedding table gets exactly this size."""
+    min_frequency: int = 2
+    """A pair must occur this often to be merged."""
+    sample_bytes: int = 100_000_000
+    """Train on at most this many bytes of train documents (BPE training memory grows with the sample)."""
+    end_of_text: str = "<|endoftext|>"
+    """Special token appended after every document in the shards (token id 0)."""
+
 
 TOKENIZER_FILE = "tokenizer.json"
 HF_TOKENIZER_DIR = "hf_tokenizer"

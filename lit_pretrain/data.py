@@ -178,6 +178,7 @@ class PretrainDataModule(L.LightningDataModule):
             )
         self.train_dataset = self._windows("train")
         self.val_dataset = self._windows("val")
+        self.test_dataset = self._windows(self.test_split)
 
     def _windows(self, split: str) -> WindowDataset:
         info = self.manifest["splits"][split]
@@ -190,6 +191,12 @@ class PretrainDataModule(L.LightningDataModule):
         return dataset
 
     # -- facts the module and callbacks use ----------------------------------------------------------------
+    @property
+    def test_split(self) -> str:
+        """The ``test`` split when the dataset has one, else ``val`` (then ``test`` re-measures validation)."""
+        assert self.manifest is not None, "call setup() first"
+        return "test" if "test" in self.manifest["splits"] else "val"
+
     @property
     def tokenizer_path(self) -> Path:
         assert self.manifest is not None, "call setup() first"
@@ -225,6 +232,9 @@ class PretrainDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         """Called once per batch the training loop actually takes: count it towards the resume position."""

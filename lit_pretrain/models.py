@@ -54,7 +54,9 @@ def build_config(
     The end-of-text token (id 0 in our tokenizers) doubles as BOS and EOS. No pad token is set: packed
     training windows have no padding (generation passes its own ``pad_token_id``)."""
     if preset is not None and preset not in PRESETS:
-        raise ConfigError(f"model.preset '{preset}' is unknown; choose one of {sorted(PRESETS)} or set model.preset null")
+        raise ConfigError(
+            f"model.preset '{preset}' is unknown; choose one of {sorted(PRESETS)} or set model.preset null"
+        )
     keys = dict(PRESETS[preset]) if preset is not None else {}
     keys.update(overrides or {})
     model_type = keys.pop("model_type", None)

@@ -74,8 +74,9 @@ class PretrainModule(L.LightningModule):
             )
         self.objective = OBJECTIVES[objective]
         self.model = None  # built in configure_model, so sharded strategies can build it shard by shard
-        self.val_loss_sum = SumMetric()
-        self.val_token_count = SumMetric()
+        # Token-weighted sums over a whole validation/test pass (synced across ranks by torchmetrics).
+        self.eval_loss_sum = SumMetric()
+        self.eval_token_count = SumMetric()
 
     # -- construction --------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -103,23 +104,38 @@ class PretrainModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss_sum, count = self.objective(self(batch["input_ids"]), batch["labels"])
-        self.val_loss_sum.update(loss_sum.detach())
-        self.val_token_count.update(count)
+        self._accumulate_eval_loss(batch)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._accumulate_eval_loss(batch)
 
     def on_validation_epoch_end(self) -> None:
-        total, count = self.val_loss_sum.compute(), self.val_token_count.compute()  # summed over ranks
-        self.val_loss_sum.reset()
-        self.val_token_count.reset()
+        self._log_eval_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        split = getattr(getattr(self.trainer, "datamodule", None), "test_split", "test")
+        self._log_eval_metrics(split, prefix="test")
+
+    def _accumulate_eval_loss(self, batch: dict[str, torch.Tensor]) -> None:
+        loss_sum, count = self.objective(self(batch["input_ids"]), batch["labels"])
+        self.eval_loss_sum.update(loss_sum.detach())
+        self.eval_token_count.update(count)
+
+    def _log_eval_metrics(self, split: str, prefix: str | None = None) -> None:
+        """Log ``{prefix}_loss`` (token-weighted mean over the whole split), ``_ppl`` and ``_bpb``."""
+        prefix = prefix or split
+        total, count = self.eval_loss_sum.compute(), self.eval_token_count.compute()  # summed over ranks
+        self.eval_loss_sum.reset()
+        self.eval_token_count.reset()
         if count == 0:
             return
-        val_loss = total / count
-        metrics = {"val_loss": val_loss, "val_ppl": torch.exp(val_loss)}
-        bytes_per_token = self._bytes_per_token("val")
+        loss = total / count
+        metrics = {f"{prefix}_loss": loss, f"{prefix}_ppl": torch.exp(loss)}
+        bytes_per_token = self._bytes_per_token(split)
         if bytes_per_token is not None:
-            metrics["val_bpb"] = val_loss / math.log(2) / bytes_per_token
+            metrics[f"{prefix}_bpb"] = loss / math.log(2) / bytes_per_token
         for name, value in metrics.items():
-            self.log(name, value, prog_bar=name != "val_ppl", sync_dist=False)  # already summed over ranks
+            self.log(name, value, prog_bar=not name.endswith("_ppl"), sync_dist=False)  # already summed over ranks
         if not self.trainer.sanity_checking:
             self.print(f"step {self.global_step}: " + "  ".join(f"{k} {v.item():.4f}" for k, v in metrics.items()))
 

@@ -65,7 +65,10 @@ class GenerateSample(L.Callback):
         sample = self.generate(pl_module, datamodule.tokenizer_path)
         self.last_sample = sample
         if trainer.is_global_zero:
-            print(f"\n----- sample for {self.prompt!r} after {trainer.global_step} steps -----\n{sample}\n-----", flush=True)
+            print(
+                f"\n----- sample for {self.prompt!r} after {trainer.global_step} steps -----\n{sample}\n-----",
+                flush=True,
+            )
             experiment = getattr(trainer.logger, "experiment", None)
             if hasattr(experiment, "add_text"):
                 experiment.add_text("sample", f"```\n{sample}\n```", global_step=trainer.global_step)

@@ -113,7 +113,9 @@ def test_unknown_config_key_is_named():
 
 
 def run_cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "data_prep", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "data_prep", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_overrides_sources_and_output_dir(tmp_path, stdlib_corpus):
@@ -123,18 +125,33 @@ def test_cli_overrides_sources_and_output_dir(tmp_path, stdlib_corpus):
         "\n".join(json.dumps({"text": p.read_text()}) for p in sorted(stdlib_corpus.rglob("*.py"))[:40])
     )
     result = run_cli(
-        "--config", "configs/data/stdlib.yaml",
-        "--sources", json.dumps([str(corpus / "*.jsonl")]),
-        "--output_dir", str(tmp_path / "out"),
-        "--tokenizer.vocab_size", "300",
-        "--split.val_fraction", "0.2",
+        "--config",
+        "configs/data/stdlib.yaml",
+        "--sources",
+        json.dumps([str(corpus / "*.jsonl")]),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--tokenizer.vocab_size",
+        "300",
+        "--split.val_fraction",
+        "0.2",
     )
     assert result.returncode == 0, result.stderr
     manifest = read_manifest(tmp_path / "out")
     assert manifest["sources"] == [str(corpus / "*.jsonl")] and manifest["vocab_size"] == 300
     assert "train:" in result.stdout
-    again = run_cli("--config", "configs/data/stdlib.yaml", "--sources", json.dumps([str(corpus / "*.jsonl")]),
-                    "--output_dir", str(tmp_path / "out"), "--tokenizer.vocab_size", "300", "--split.val_fraction", "0.2")
+    again = run_cli(
+        "--config",
+        "configs/data/stdlib.yaml",
+        "--sources",
+        json.dumps([str(corpus / "*.jsonl")]),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--tokenizer.vocab_size",
+        "300",
+        "--split.val_fraction",
+        "0.2",
+    )
     assert "reusing finished dataset" in again.stdout
 
 

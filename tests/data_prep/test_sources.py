@@ -5,7 +5,7 @@ import pytest
 
 from data_prep.config import ReadConfig
 from data_prep.errors import DataPrepError
-from data_prep.sources import ReadStats, expand_placeholders, expand_sources, read_documents
+from data_prep.sources import ReadStats, expand_sources, expand_variables, read_documents
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -30,8 +30,8 @@ def test_glob_and_file_sources_are_merged_sorted_and_unique(tmp_path):
     assert files == [a, b]
 
 
-def test_stdlib_placeholder_expands_to_an_existing_directory():
-    assert Path(expand_placeholders("{stdlib}")).joinpath("json", "__init__.py").is_file()
+def test_stdlib_variable_expands_to_an_existing_directory():
+    assert Path(expand_variables("{stdlib}")).joinpath("json", "__init__.py").is_file()
 
 
 @pytest.mark.parametrize("sources, message", [([], "no sources"), (["/no/such/dir"], "does not exist")])

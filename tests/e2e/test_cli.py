@@ -33,8 +33,9 @@ def workdir(tmp_path_factory, stdlib_corpus) -> Path:
     prep["split"]["val_fraction"] = 0.1
     (directory / "prep.yaml").write_text(yaml.safe_dump(prep))
     config = yaml.safe_load((REPO / "configs/quickstart.yaml").read_text())
-    config["trainer"].update(max_steps=40, val_check_interval=20, log_every_n_steps=1, max_time=None,
-                             enable_progress_bar=False)
+    config["trainer"].update(
+        max_steps=40, val_check_interval=20, log_every_n_steps=1, max_time=None, enable_progress_bar=False
+    )
     config["trainer"]["logger"]["init_args"].update(name="tiny")
     config["model"].update(preset="gpt2-tiny", warmup_steps=5, optimizer="adamw", lr=3e-3)
     config["data"].update(dataset_dir="data/small", prepare_config="prep.yaml", seq_len=64, batch_size=8)
@@ -74,9 +75,21 @@ def test_fit_prepares_data_trains_logs_checkpoints_and_samples(workdir):
 
 
 def test_overrides_print_config_and_help(workdir):
-    result = run("fit", "--config", "tiny.yaml", "--trainer.max_steps", "7", "--data.batch_size", "4",
-                 "--model.config", '{"n_layer": 1}', "--checkpoint.every_n_train_steps", "3", "--print_config",
-                 cwd=workdir)
+    result = run(
+        "fit",
+        "--config",
+        "tiny.yaml",
+        "--trainer.max_steps",
+        "7",
+        "--data.batch_size",
+        "4",
+        "--model.config",
+        '{"n_layer": 1}',
+        "--checkpoint.every_n_train_steps",
+        "3",
+        "--print_config",
+        cwd=workdir,
+    )
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout)
     assert printed["trainer"]["max_steps"] == 7 and printed["data"]["batch_size"] == 4
@@ -96,14 +109,25 @@ def recorder_config(directory: Path, name: str, kill_at_step: int | None = None)
     record = directory / f"{name}.jsonl"
     config = directory / f"{name}-callbacks.yaml"
     init_args = {"path": str(record), "kill_at_step": kill_at_step}
-    config.write_text(yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "recorder.BatchRecorder",
-                                                                 "init_args": init_args}]}}))
+    config.write_text(
+        yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "recorder.BatchRecorder", "init_args": init_args}]}})
+    )
     return str(config), record
 
 
 def test_resume_after_a_kill_sees_exactly_the_windows_of_an_uninterrupted_run(workdir):
-    common = ["--config", "tiny.yaml", "--trainer.max_steps", "12", "--checkpoint.every_n_train_steps", "4",
-              "--trainer.val_check_interval", "100", "--sample.max_new_tokens", "1"]
+    common = [
+        "--config",
+        "tiny.yaml",
+        "--trainer.max_steps",
+        "12",
+        "--checkpoint.every_n_train_steps",
+        "4",
+        "--trainer.val_check_interval",
+        "100",
+        "--sample.max_new_tokens",
+        "1",
+    ]
     config, reference = recorder_config(workdir, "reference")
     result = run("fit", *common, "--config", config, "--trainer.logger.init_args.name", "reference", cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -112,8 +136,17 @@ def test_resume_after_a_kill_sees_exactly_the_windows_of_an_uninterrupted_run(wo
     result = run("fit", *common, "--config", config, "--trainer.logger.init_args.name", "resumed", cwd=workdir)
     assert result.returncode == 9  # died at the start of step 7; last checkpoint is after step 4
     config, resumed = recorder_config(workdir, "resumed")
-    result = run("fit", *common, "--config", config, "--trainer.logger.init_args.name", "resumed",
-                 "--ckpt_path", "last", cwd=workdir)
+    result = run(
+        "fit",
+        *common,
+        "--config",
+        config,
+        "--trainer.logger.init_args.name",
+        "resumed",
+        "--ckpt_path",
+        "last",
+        cwd=workdir,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     expected = read_records(reference)
@@ -149,8 +182,94 @@ def test_empty_corpus_fails_cleanly_and_writes_nothing(workdir, tmp_path):
     prep = yaml.safe_load((workdir / "prep.yaml").read_text())
     prep["sources"] = [str(empty)]
     (tmp_path / "prep.yaml").write_text(yaml.safe_dump(prep))
-    result = run("fit", "--config", str(workdir / "tiny.yaml"), "--data.dataset_dir", str(tmp_path / "out"),
-                 "--data.prepare_config", str(tmp_path / "prep.yaml"), cwd=workdir)
+    result = run(
+        "fit",
+        "--config",
+        str(workdir / "tiny.yaml"),
+        "--data.dataset_dir",
+        str(tmp_path / "out"),
+        "--data.prepare_config",
+        str(tmp_path / "prep.yaml"),
+        cwd=workdir,
+    )
     assert result.returncode != 0
     assert "error: no training documents left" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_validate_and_test_subcommands_evaluate_the_last_checkpoint(workdir):
+    if not (workdir / "runs/tiny/checkpoints/last.ckpt").is_file():
+        assert run("fit", "--config", "tiny.yaml", cwd=workdir).returncode == 0
+    for command, metric in (("validate", "val_bpb"), ("test", "test_bpb")):
+        result = run(command, "--config", "tiny.yaml", "--ckpt_path", "last", cwd=workdir)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert metric in result.stdout
+
+
+def test_accumulation_and_clipping_flags_count_micro_batches_in_the_resume_state(workdir):
+    import torch
+
+    result = run(
+        "fit",
+        "--config",
+        "tiny.yaml",
+        "--trainer.max_steps",
+        "4",
+        "--trainer.accumulate_grad_batches",
+        "2",
+        "--trainer.gradient_clip_val",
+        "0.5",
+        "--trainer.logger.init_args.name",
+        "accumulate",
+        "--checkpoint.every_n_train_steps",
+        "2",
+        "--sample.max_new_tokens",
+        "1",
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = torch.load(workdir / "runs/accumulate/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 4
+    loader_state = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert loader_state["consumed"] == 4 * 2 * 8  # steps x micro-batches per step x batch size
+
+
+def test_gpt2_small_config_builds_the_124m_shape_and_takes_a_step(workdir):
+    """The GPU config, shrunk only in batch and length so one CPU step is quick."""
+    result = run(
+        "fit",
+        "--config",
+        str(REPO / "configs/gpt2-small.yaml"),
+        "--data.dataset_dir",
+        "data/small",
+        "--data.prepare_config",
+        "prep.yaml",
+        "--data.seq_len",
+        "32",
+        "--data.batch_size",
+        "1",
+        "--data.num_workers",
+        "0",
+        "--trainer.precision",
+        "32-true",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_steps",
+        "1",
+        "--trainer.accumulate_grad_batches",
+        "1",
+        "--trainer.logger.init_args.name",
+        "small",
+        "--sample.max_new_tokens",
+        "1",
+        "--checkpoint.save_top_k",
+        "0",
+        "--checkpoint.save_last",
+        "false",
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    hparams = yaml.safe_load((workdir / "runs/small/hparams.yaml").read_text())
+    assert hparams["preset"] == "gpt2-small"
+    # 12 blocks x 7.09M + 512 x 768 token and 1024 x 768 position embeddings (tied head) = 86.2M.
+    assert "86.2 M" in result.stdout

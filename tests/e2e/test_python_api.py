@@ -10,9 +10,17 @@ from lit_pretrain.errors import ConfigError
 
 
 def trainer(tmp_path, **kwargs) -> L.Trainer:
-    options = dict(max_steps=30, val_check_interval=15, check_val_every_n_epoch=None, logger=False,
-                   enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                   num_sanity_val_steps=0, default_root_dir=tmp_path)
+    options = dict(
+        max_steps=30,
+        val_check_interval=15,
+        check_val_every_n_epoch=None,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
     options.update(kwargs)
     return L.Trainer(**options)
 

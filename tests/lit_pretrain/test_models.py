@@ -27,8 +27,17 @@ def test_tiny_presets_build_with_the_requested_vocabulary(preset):
 
 def test_explicit_keys_override_the_preset_and_model_type_alone_works():
     assert build_config("gpt2-tiny", {"n_layer": 3}, 100).n_layer == 3
-    config = build_config(None, {"model_type": "llama", "hidden_size": 32, "num_attention_heads": 2,
-                                 "num_hidden_layers": 1, "intermediate_size": 64}, 100)
+    config = build_config(
+        None,
+        {
+            "model_type": "llama",
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 1,
+            "intermediate_size": 64,
+        },
+        100,
+    )
     assert config.model_type == "llama" and config.hidden_size == 32
 
 

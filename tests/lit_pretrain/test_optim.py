@@ -16,8 +16,10 @@ def test_weight_decay_only_on_hidden_matrices(preset):
     exempt = {names[id(p)] for p in groups["embeddings"] + groups["no_decay"]}
     assert decayed and not decayed & exempt
     assert len(decayed) + len(exempt) == len(list(model.parameters()))  # every parameter once, tied ones once
-    assert all(("emb" in n or "wte" in n or "wpe" in n or "lm_head" in n or "norm" in n or "ln_" in n or n.endswith("bias"))
-               for n in exempt)
+    assert all(
+        ("emb" in n or "wte" in n or "wpe" in n or "lm_head" in n or "norm" in n or "ln_" in n or n.endswith("bias"))
+        for n in exempt
+    )
     assert not any(n.endswith("bias") or "ln_" in n or "norm" in n for n in decayed)
 
     optimizer = build_optimizer(model, "adamw", 1e-3, 0.1, (0.9, 0.95), 1e-8, 0.02, 0.95)
