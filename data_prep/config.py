@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from data_prep.clean import CleanConfig
 from data_prep.dedup import DedupConfig
 from data_prep.errors import DataPrepError
+from data_prep.filters import FilterConfig
 from data_prep.shards import ShardConfig
 from data_prep.sources import ReadConfig
 from data_prep.split import SplitConfig
@@ -28,9 +29,10 @@ class DataPrepConfig:
     output_dir: str = "data/prepared"
     """Where ``manifest.json``, ``tokenizer.json`` and the shards are written."""
     num_workers: int = 0
-    """Threads used to tokenize; 0 means one per CPU core."""
+    """Worker processes for reading, cleaning, filtering and MinHash; 0 means one per CPU core."""
     read: ReadConfig = field(default_factory=ReadConfig)
     clean: CleanConfig = field(default_factory=CleanConfig)
+    filters: FilterConfig = field(default_factory=FilterConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -42,24 +44,25 @@ class DataPrepConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "DataPrepConfig":
         """Build from a plain (e.g. YAML-loaded) dict; unknown keys raise ``DataPrepError`` naming them."""
-        sections = {f.name: f.default_factory for f in fields(cls) if is_dataclass(f.default_factory)}
-        top_level = {f.name for f in fields(cls)}
-        kwargs = {}
-        for key, value in values.items():
-            if key not in top_level:
-                raise DataPrepError(f"unknown data_prep config key '{key}'; expected one of {sorted(top_level)}")
-            if key in sections:
-                section = sections[key]
-                known = set(section.__dataclass_fields__)
-                for sub_key in value or {}:
-                    if sub_key not in known:
-                        raise DataPrepError(
-                            f"unknown data_prep config key '{key}.{sub_key}'; expected one of {sorted(known)}"
-                        )
-                kwargs[key] = section(**(value or {}))
-            else:
-                kwargs[key] = value
-        return cls(**kwargs)
+        return _build(cls, values or {}, prefix="")
+
+
+def _build(cls, values: dict, prefix: str):
+    """Instantiate dataclass ``cls`` from a nested dict, recursing into nested dataclass sections."""
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            raise DataPrepError(f"unknown data_prep config key '{name}'; expected one of {sorted(known)}")
+        section = known[key].default_factory
+        if is_dataclass(section) and isinstance(value, dict):
+            kwargs[key] = _build(section, value, prefix=f"{name}.")
+        elif is_dataclass(section) and value is None:
+            kwargs[key] = section()
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
 
 
 # Keys that change where or how fast output is written, never what is written.

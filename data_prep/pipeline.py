@@ -1,60 +1,125 @@
-"""Runs the stages in order: sources -> clean -> exact dedup -> split -> tokenizer -> shards.
+"""Runs the stages in order and makes the run resumable.
 
-Output is built in a hidden temporary directory beside ``output_dir`` and moved into place only when complete,
-so a failure or a kill never leaves a half-written dataset. A finished dataset records a fingerprint of the
-config and the inputs (paths, sizes, modification times); re-running with the same fingerprint reuses it.
+    inputs ─► documents (read → clean → filter → digest → MinHash; parallel, one work file per input)
+           ─► dedup (exact, then MinHash LSH near-duplicates; one pass in pipeline order)
+           ─► tokenizer (trained on a sample of the kept train documents, or loaded)
+           ─► tokens (one work file per input and split)
+           ─► shards + duplicates.jsonl + report.json + manifest.json (written last)
+
+Work files live in ``<output_dir>/work/`` under names that carry the fingerprint of what decides their content
+(see :mod:`data_prep.cache`), so a re-run after a kill reuses every finished file and redoes the rest, and a
+changed config key redoes only the stages that read it. The result is byte-identical to an uninterrupted run
+(``report.json`` aside: it records this run's timings).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from data_prep.clean import clean_text
+from data_prep.cache import atomic_path, file_identity, fingerprint, read_json, write_json_atomic
 from data_prep.config import NON_SEMANTIC_KEYS, DataPrepConfig
-from data_prep.dedup import ExactDeduplicator, text_digest
+from data_prep.dedup import DuplicateFinder
 from data_prep.errors import DataPrepError
-from data_prep.shards import (
-    FORMAT_VERSION,
-    MANIFEST_FILE,
-    ShardWriter,
-    dtype_for_vocab,
-    read_manifest,
-    sha256_file,
-    write_json_atomic,
+from data_prep.near_dedup import SIGNATURE_FIELDS
+from data_prep.batching import batched
+from data_prep.process import ParallelProcessor, ProcessedBatch
+from data_prep.report import Report
+from data_prep.shards import FORMAT_VERSION, MANIFEST_FILE, ShardWriter, dtype_for_vocab, read_manifest
+from data_prep.sources import Document, Input, ReadStats, list_inputs, read_input
+from data_prep.split import TRAIN, assign_split
+from data_prep.tokenizer import (
+    HF_TOKENIZER_DIR,
+    TOKENIZER_FILE,
+    encode_documents,
+    end_of_text_id,
+    load_or_train_tokenizer,
 )
-from data_prep.sources import ReadStats, expand_sources, read_documents
-from data_prep.split import TRAIN, VAL, assign_split
-from data_prep.tokenizer import TOKENIZER_FILE, sample_for_training, save_tokenizer, train_tokenizer
 
-SPLITS = (TRAIN, VAL)
-
-
-def fingerprint(config: DataPrepConfig, files: list[Path]) -> str:
-    """Hash of everything that decides the output's content: semantic config keys and the input files."""
-    semantic = {k: v for k, v in config.to_dict().items() if k not in NON_SEMANTIC_KEYS}
-    inputs = []
-    for path in files:
-        stat = path.stat()
-        inputs.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
-    payload = json.dumps({"format": FORMAT_VERSION, "config": semantic, "inputs": inputs}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
+WORK_DIR = "work"
+DUPLICATES_FILE = "duplicates.jsonl"
+REPORT_FILE = "report.json"
+# Documents handed to a worker process at a time: large enough to amortise inter-process transfer.
+PROCESS_BATCH_DOCUMENTS = 256
+# Documents copied into the shards at a time by the final packing step.
+PACK_CHUNK_DOCUMENTS = 65536
 
 
-def _finished_dataset(output: Path, expected_fingerprint: str) -> dict | None:
+def resolve_workers(num_workers: int) -> int:
+    return num_workers if num_workers > 0 else (os.cpu_count() or 1)
+
+
+# -- work files of the documents stage --------------------------------------------------------------------
+class DocumentsFile:
+    """The kept documents of one input: ``.jsonl`` (text, source, position, digest) plus ``.sig`` (raw MinHash
+    rows). The ``.jsonl`` is renamed into place last, so its existence marks the input as done."""
+
+    def __init__(self, directory: Path, input_id: str, stage_fingerprint: str) -> None:
+        stem = directory / f"{input_id}.{stage_fingerprint}"
+        self.jsonl, self.signatures, self.stats = (Path(f"{stem}{ext}") for ext in (".jsonl", ".sig", ".stats.json"))
+
+    def done(self) -> bool:
+        return self.jsonl.is_file()
+
+    def documents(self) -> Iterator[tuple[Document, bytes]]:
+        with open(self.jsonl, encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                document = Document(record["text"], record["source"], record["position"], record.get("url"))
+                yield document, bytes.fromhex(record["digest"])
+
+
+def _write_batch(batch: ProcessedBatch, jsonl, sig) -> None:
+    for document, digest in zip(batch.documents, batch.digests):
+        record = {"digest": digest.hex(), "source": document.source, "position": document.position}
+        if document.url is not None:
+            record["url"] = document.url
+        record["text"] = document.text
+        jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
+    if batch.signatures is not None:
+        sig.write(np.ascontiguousarray(batch.signatures).tobytes())
+
+
+# -- the whole run -----------------------------------------------------------------------------------------
+def _stage_fingerprints(config: DataPrepConfig, inputs: list[Input]) -> dict:
+    """One fingerprint per stage, each covering its own keys and the stages it reads."""
+    near = config.dedup.near
+    # The MinHash signatures are computed in the documents stage; threshold and bands/rows only matter to dedup.
+    signature_keys = {k: getattr(near, k) for k in SIGNATURE_FIELDS} if near.enabled else None
+    documents = fingerprint(FORMAT_VERSION, config.read, config.clean, config.filters, signature_keys)
+    per_input = {item.id: fingerprint(documents, _input_identity(item)) for item in inputs}
+    dedup = fingerprint(sorted(per_input.items()), config.dedup)
+    tokenizer = fingerprint(dedup, config.split, config.tokenizer)
+    tokens = fingerprint(tokenizer, config.split)
+    shards = fingerprint(tokens, config.shards)
+    return {"documents": per_input, "dedup": dedup, "tokenizer": tokenizer, "tokens": tokens, "shards": shards}
+
+
+def _input_identity(item: Input) -> list:
+    """Path, size and modification time of the input (of every file inside it, for a directory input)."""
+    path = Path(item.path)
+    if path.is_dir():
+        return [file_identity(p) for p in sorted(path.rglob("*")) if p.is_file()]
+    return file_identity(path) if path.exists() else [str(item.path)]
+
+
+def _finished_dataset(output: Path, expected: str) -> dict | None:
     if not (output / MANIFEST_FILE).is_file():
         return None
     try:
         manifest = read_manifest(output)
     except DataPrepError:
         return None
-    if manifest.get("fingerprint") != expected_fingerprint:
+    if manifest.get("fingerprint") != expected:
         return None
     names = [name for split in manifest["splits"].values() for name in split["files"]]
     if not all((output / name).is_file() for name in [*names, manifest["tokenizer"]["file"]]):
@@ -64,130 +129,303 @@ def _finished_dataset(output: Path, expected_fingerprint: str) -> dict | None:
 
 def prepare(config: DataPrepConfig, show_progress: bool = True) -> dict:
     """Prepare ``config.output_dir`` (or reuse it when already finished) and return its manifest."""
-    if config.num_workers > 0:
-        os.environ.setdefault("RAYON_NUM_THREADS", str(config.num_workers))
     output = Path(config.output_dir)
-    files = expand_sources(config.sources, config.read)
-    expected = fingerprint(config, files)
-    manifest = _finished_dataset(output, expected)
+    inputs = list_inputs(config.sources, config.read)
+    fingerprints = _stage_fingerprints(config, inputs)
+    manifest = _finished_dataset(output, fingerprints["shards"])
     if manifest is not None:
         print(f"data_prep: reusing finished dataset in {output} (same config and inputs)")
         return manifest
-    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not (output / MANIFEST_FILE).exists())):
+    if output.exists() and (not output.is_dir() or _foreign_directory(output)):
         raise DataPrepError(f"output_dir '{output}' exists and is not a prepared dataset; choose another --output_dir")
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    for stale in output.parent.glob(f".{output.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    workdir = output.parent / f".{output.name}.tmp-{os.getpid()}"
-    workdir.mkdir()
+    created_here = not output.exists()
+    output.mkdir(parents=True, exist_ok=True)
+    (output / MANIFEST_FILE).unlink(missing_ok=True)  # from here on the directory is not a finished dataset
     try:
-        manifest = _build(config, files, expected, workdir, show_progress)
-        _move_into_place(workdir, output)
-    except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
+        with _progress_bars(show_progress):
+            return _run(config, inputs, fingerprints, output)
+    except DataPrepError:
+        # Bad input: nothing useful was made, so leave no trace. (After a crash or a kill the work files stay,
+        # for the next run to reuse.)
+        if created_here:
+            shutil.rmtree(output, ignore_errors=True)
         raise
-    return manifest
 
 
-def _move_into_place(workdir: Path, output: Path) -> None:
-    previous = output.parent / f".{output.name}.old-{os.getpid()}"
-    if output.exists():
-        os.replace(output, previous)
-    os.replace(workdir, output)
-    shutil.rmtree(previous, ignore_errors=True)
+def _foreign_directory(output: Path) -> bool:
+    """Non-empty and neither a finished dataset nor an interrupted run of ours."""
+    return any(output.iterdir()) and not (output / MANIFEST_FILE).exists() and not (output / WORK_DIR).is_dir()
 
 
-def _collect_documents(config: DataPrepConfig, files: list[Path], show_progress: bool):
-    """Read, clean, drop exact duplicates and assign splits; returns texts per split and counts."""
-    stats = ReadStats()
-    dedup = ExactDeduplicator()
-    texts: dict[str, list[str]] = {split: [] for split in SPLITS}
-    too_short = 0
-    progress = tqdm(files, desc="read+clean", unit="file", disable=not show_progress)
-    for document in read_documents(progress, config.read, stats):
-        text = clean_text(document.text, config.clean)
-        if len(text) < config.clean.min_chars:
-            too_short += 1
-            continue
-        digest = text_digest(text)
-        if config.dedup.exact and dedup.is_duplicate(digest):
-            continue
-        texts[assign_split(digest, config.split.val_fraction, config.split.seed)].append(text)
-    counts = {
-        "files": stats.files,
-        "documents_read": stats.documents,
-        "bytes_read": stats.bytes,
-        "binary_files_skipped": stats.binary_files_skipped,
-        "invalid_utf8_documents": stats.invalid_utf8_documents,
-        "too_short": too_short,
-        "exact_duplicates": dedup.removed,
-    }
-    return texts, counts
+class _progress_bars:
+    """Silence tqdm (the stages' progress bars) when ``show_progress`` is False."""
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+
+    def __enter__(self):
+        if not self.show:
+            self._previous = os.environ.get("TQDM_DISABLE")
+            os.environ["TQDM_DISABLE"] = "1"
+
+    def __exit__(self, *exc):
+        if not self.show:
+            if self._previous is None:
+                os.environ.pop("TQDM_DISABLE", None)
+            else:
+                os.environ["TQDM_DISABLE"] = self._previous
 
 
-def _build(config: DataPrepConfig, files: list[Path], expected: str, workdir: Path, show_progress: bool) -> dict:
-    started = time.perf_counter()
-    texts, counts = _collect_documents(config, files, show_progress)
-    if not texts[TRAIN]:
+def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output: Path) -> dict:
+    work = output / WORK_DIR
+    report = Report()
+    splits = config.split.splits()
+
+    with report.stage("documents"):
+        documents_dir = work / "documents"
+        _process_inputs(config, inputs, documents_dir, fingerprints["documents"], report)
+    if report.documents_kept_before_dedup == 0:
         raise DataPrepError(
-            f"no training documents left after reading and cleaning {len(files)} file(s) from {config.sources}; "
-            "check the sources and clean.min_chars"
-        )
-    if not texts[VAL]:
-        raise DataPrepError(
-            f"the validation split is empty ({len(texts[TRAIN])} documents, split.val_fraction={config.split.val_fraction}); "
-            "raise split.val_fraction or add documents"
+            f"no documents left after reading, cleaning and filtering {len(inputs)} input(s) from {config.sources} "
+            f"({report.read['documents']} read, removed by filter: {dict(report.removed) or 'none'}); "
+            "check the sources, clean.min_chars and the filters' thresholds"
         )
 
-    tokenizer = train_tokenizer(
-        sample_for_training(texts[TRAIN], config.tokenizer.sample_bytes), config.tokenizer, show_progress
-    )
-    save_tokenizer(tokenizer, workdir, config.tokenizer.end_of_text)
-    end_of_text_id = tokenizer.token_to_id(config.tokenizer.end_of_text)
-    dtype = dtype_for_vocab(config.tokenizer.vocab_size)
+    with report.stage("dedup"):
+        dedup_dir = work / f"dedup.{fingerprints['dedup']}"
+        keep = _deduplicate(config, inputs, documents_dir, fingerprints["documents"], dedup_dir, report)
 
-    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
-    splits = {}
-    for split in SPLITS:
-        writer = ShardWriter(workdir, split, dtype, config.shards.tokens_per_shard)
-        split_texts = texts[split]
-        step = config.shards.batch_documents
-        for begin in tqdm(
-            range(0, len(split_texts), step), desc=f"tokenize {split}", unit="batch", disable=not show_progress
-        ):
-            batch = split_texts[begin : begin + step]
-            token_lists = [encoding.ids + [end_of_text_id] for encoding in encode(batch, add_special_tokens=False)]
-            writer.add_documents(token_lists, sum(len(t.encode("utf-8", errors="surrogatepass")) for t in batch))
-        splits[split] = writer.close()
+    def kept_documents(item: Input) -> Iterator[tuple[Document, bytes, str]]:
+        files = DocumentsFile(documents_dir, item.id, fingerprints["documents"][item.id])
+        mask = keep[item.id]
+        for (document, digest), kept in zip(files.documents(), mask):
+            if kept:
+                yield document, digest, assign_split(digest, config.split)
 
+    with report.stage("tokenizer"):
+        tokenizer_dir = work / f"tokenizer.{fingerprints['tokenizer']}"
+        train_texts = (d.text for item in inputs for d, _, split in kept_documents(item) if split == TRAIN)
+        tokenizer, tokenizer_info = load_or_train_tokenizer(
+            config.tokenizer, tokenizer_dir, lambda: _training_sample(train_texts, report, config)
+        )
+    eot = end_of_text_id(tokenizer, config.tokenizer)
+    dtype = dtype_for_vocab(max(config.tokenizer.vocab_size, tokenizer.get_vocab_size()))
+
+    with report.stage("tokens"):
+        tokens_dir = work / f"tokens.{fingerprints['tokens']}"
+        parts = _tokenize(inputs, kept_documents, tokenizer, eot, dtype, splits, tokens_dir, config)
+
+    with report.stage("shards"):
+        split_info = _pack(parts, inputs, splits, dtype, tokens_dir, output, config)
+    for split, info in split_info.items():
+        report.add_split(split, info)
+    for split in (TRAIN, "val"):
+        if split_info[split]["documents"] == 0:
+            raise DataPrepError(
+                f"the {split} split is empty ({report.documents_kept} documents kept, split.val_fraction="
+                f"{config.split.val_fraction}); add documents or raise split.val_fraction"
+            )
+
+    shutil.copyfile(tokenizer_dir / TOKENIZER_FILE, output / TOKENIZER_FILE)
+    _replace_tree(tokenizer_dir / HF_TOKENIZER_DIR, output / HF_TOKENIZER_DIR)
+    shutil.copyfile(dedup_dir / DUPLICATES_FILE, output / DUPLICATES_FILE)
+    semantic_config = {k: v for k, v in config.to_dict().items() if k not in NON_SEMANTIC_KEYS}
     manifest = {
         "format_version": FORMAT_VERSION,
         "dtype": dtype.name,
-        "vocab_size": config.tokenizer.vocab_size,
-        "end_of_text_id": end_of_text_id,
+        "vocab_size": max(config.tokenizer.vocab_size, tokenizer.get_vocab_size()),
+        "end_of_text_id": eot,
         "tokenizer": {
+            **tokenizer_info,
             "file": TOKENIZER_FILE,
-            "sha256": sha256_file(workdir / TOKENIZER_FILE),
-            "vocab_size": tokenizer.get_vocab_size(),
-            "end_of_text": config.tokenizer.end_of_text,
+            "hf_dir": HF_TOKENIZER_DIR,
+            "sha256": _sha256(output / TOKENIZER_FILE),
         },
-        "splits": splits,
+        "splits": split_info,
         "sources": list(config.sources),
-        "files": len(files),
-        "stats": counts,
-        "fingerprint": expected,
-        "config": config.to_dict(),
-        "seconds": round(time.perf_counter() - started, 2),
+        "inputs": len(inputs),
+        "stats": report.counts(),
+        "fingerprint": fingerprints["shards"],
+        "config": semantic_config,
     }
-    write_json_atomic(workdir / MANIFEST_FILE, manifest)
+    write_json_atomic(output / REPORT_FILE, report.as_dict())
+    write_json_atomic(output / MANIFEST_FILE, manifest)
+    print(report.funnel())
     return manifest
 
 
+def _process_inputs(config, inputs, directory, per_input_fp, report) -> None:
+    """Documents stage: each unfinished input is streamed through the worker pool into its work files."""
+    todo = [item for item in inputs if not DocumentsFile(directory, item.id, per_input_fp[item.id]).done()]
+    processor_args = (config.clean, config.filters, config.dedup.near, config.dedup.near.enabled)
+    progress = tqdm(total=len(inputs), initial=len(inputs) - len(todo), desc="read+clean+filter", unit="input")
+    with ParallelProcessor(resolve_workers(config.num_workers) if todo else 0, *processor_args) as pool:
+        for item in todo:
+            _process_one_input(config, item, DocumentsFile(directory, item.id, per_input_fp[item.id]), pool)
+            progress.update()
+    progress.close()
+    for item in inputs:
+        stats = read_json(DocumentsFile(directory, item.id, per_input_fp[item.id]).stats)
+        report.add_read(stats["read"], stats["removed"], stats["kept"], stats["kept_bytes"])
+
+
+def _process_one_input(config: DataPrepConfig, item: Input, files: DocumentsFile, pool: ParallelProcessor) -> None:
+    stats, removed, kept, kept_bytes = ReadStats(), Counter(), 0, 0
+    with atomic_path(files.jsonl) as jsonl_tmp, atomic_path(files.signatures) as sig_tmp:
+        with open(jsonl_tmp, "w", encoding="utf-8") as jsonl, open(sig_tmp, "wb") as sig:
+            for batch in pool.map(batched(read_input(item, config.read, stats), PROCESS_BATCH_DOCUMENTS)):
+                _write_batch(batch, jsonl, sig)
+                removed.update(batch.removed)
+                kept += len(batch.documents)
+                kept_bytes += sum(len(d.text.encode("utf-8", "surrogatepass")) for d in batch.documents)
+        # The stats file goes first: the .jsonl (renamed last, on leaving this block) marks the input done.
+        write_json_atomic(
+            files.stats, {"read": asdict(stats), "removed": dict(removed), "kept": kept, "kept_bytes": kept_bytes}
+        )
+
+
+def _deduplicate(config, inputs, documents_dir, per_input_fp, dedup_dir: Path, report: Report) -> dict:
+    """One pass in pipeline order; returns input id -> boolean keep mask. Reused when already done."""
+    done_marker = dedup_dir / "done.json"
+    if not done_marker.is_file():
+        finder = DuplicateFinder(config.dedup)
+        with atomic_path(dedup_dir / DUPLICATES_FILE) as audit_tmp, open(audit_tmp, "w") as audit:
+            for item in tqdm(inputs, desc="dedup", unit="input"):
+                files = DocumentsFile(documents_dir, item.id, per_input_fp[item.id])
+                mask = finder.process_input(files.documents(), files.signatures, audit)
+                with atomic_path(dedup_dir / f"{item.id}.keep.npy") as tmp:
+                    with open(tmp, "wb") as handle:
+                        np.save(handle, mask)
+        write_json_atomic(done_marker, finder.counts())
+    counts = read_json(done_marker)
+    report.add_duplicates(counts["exact"], counts["near"])
+    return {item.id: np.load(dedup_dir / f"{item.id}.keep.npy") for item in inputs}
+
+
+def _train_bytes_estimate(report: Report, config: DataPrepConfig) -> float:
+    held_out = config.split.val_fraction + config.split.test_fraction
+    return report.bytes_kept_before_dedup * (1.0 - held_out)
+
+
+def _training_sample(texts, report: Report, config: DataPrepConfig) -> list[str]:
+    """Kept train documents, spread across the whole corpus, up to ``tokenizer.sample_bytes``."""
+    fraction = min(1.0, config.tokenizer.sample_bytes / max(1, _train_bytes_estimate(report, config)))
+    sample, total = [], 0
+    for index, text in enumerate(texts):
+        # Deterministic thinning: keep every k-th document so the sample spans all inputs.
+        if fraction < 1.0 and int(index * fraction) == int((index + 1) * fraction):
+            continue
+        sample.append(text)
+        total += len(text)
+        if total >= config.tokenizer.sample_bytes:
+            break
+    return sample
+
+
+def _tokenize(inputs, kept_documents, tokenizer, eot, dtype, splits, tokens_dir: Path, config) -> dict:
+    """Tokens stage: per input, per split, the flat tokens and document lengths. Returns input id -> info."""
+    parts = {}
+    batch_size = config.shards.batch_documents
+    for item in tqdm(inputs, desc="tokenize", unit="input"):
+        marker = tokens_dir / f"{item.id}.done.json"
+        if not marker.is_file():
+            info = {split: {"tokens": 0, "documents": 0, "bytes": 0} for split in splits}
+            with _SplitPartWriters(tokens_dir, item.id, splits, dtype) as writers:
+                for batch in batched(kept_documents(item), batch_size):
+                    for split in splits:
+                        texts = [document.text for document, _, s in batch if s == split]
+                        if not texts:
+                            continue
+                        tokens, lengths = encode_documents(tokenizer, texts, eot, dtype)
+                        writers.write(split, tokens, lengths)
+                        info[split]["tokens"] += int(lengths.sum())
+                        info[split]["documents"] += len(texts)
+                        info[split]["bytes"] += sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+            write_json_atomic(marker, info)
+        parts[item.id] = read_json(marker)
+    return parts
+
+
+class _SplitPartWriters:
+    """Per split, ``<input>.<split>.bin`` (tokens) and ``.len`` (document lengths), renamed on success."""
+
+    def __init__(self, directory: Path, input_id: str, splits, dtype) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.paths = {
+            split: (directory / f"{input_id}.{split}.bin", directory / f"{input_id}.{split}.len") for split in splits
+        }
+        self.handles = {}
+
+    def __enter__(self) -> "_SplitPartWriters":
+        for split, (tokens_path, lengths_path) in self.paths.items():
+            self.handles[split] = (open(_tmp(tokens_path), "wb"), open(_tmp(lengths_path), "wb"))
+        return self
+
+    def write(self, split: str, tokens: np.ndarray, lengths: np.ndarray) -> None:
+        tokens_handle, lengths_handle = self.handles[split]
+        tokens_handle.write(tokens.tobytes())
+        lengths_handle.write(np.asarray(lengths, dtype=np.int64).tobytes())
+
+    def __exit__(self, exc_type, *exc) -> None:
+        for tokens_handle, lengths_handle in self.handles.values():
+            tokens_handle.close()
+            lengths_handle.close()
+        for path in (p for pair in self.paths.values() for p in pair):
+            if exc_type is None:
+                os.replace(_tmp(path), path)
+            else:
+                _tmp(path).unlink(missing_ok=True)
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
+def _pack(parts: dict, inputs: list[Input], splits, dtype, tokens_dir: Path, output: Path, config) -> dict:
+    """Shards stage: concatenate the per-input token parts in pipeline order into the final shards, a bounded
+    number of documents at a time (memory does not grow with the size of an input)."""
+    for stale in [*output.glob("*.bin"), *output.glob("*.idx"), *output.glob("*.tmp-*")]:
+        stale.unlink()
+    split_info = {}
+    itemsize = np.dtype(dtype).itemsize
+    for split in splits:
+        writer = ShardWriter(output, split, dtype, config.shards.tokens_per_shard)
+        for item in inputs:
+            info = parts[item.id][split]
+            if info["documents"] == 0:
+                continue
+            tokens_path = tokens_dir / f"{item.id}.{split}.bin"
+            lengths = np.fromfile(tokens_dir / f"{item.id}.{split}.len", dtype=np.int64)
+            ends = np.cumsum(lengths)
+            bytes_written = 0
+            for first in range(0, len(lengths), PACK_CHUNK_DOCUMENTS):
+                last = min(first + PACK_CHUNK_DOCUMENTS, len(lengths))
+                begin = int(ends[first - 1]) if first else 0
+                tokens = np.fromfile(
+                    tokens_path, dtype=dtype, count=int(ends[last - 1]) - begin, offset=begin * itemsize
+                )
+                # The part's byte count belongs to the split as a whole; credit it with the last chunk.
+                chunk_bytes = info["bytes"] - bytes_written if last == len(lengths) else 0
+                writer.add(tokens, lengths[first:last], chunk_bytes)
+                bytes_written += chunk_bytes
+        split_info[split] = writer.close()
+    return split_info
+
+
+def _replace_tree(source: Path, destination: Path) -> None:
+    if destination.exists():
+        shutil.rmtree(destination)
+    shutil.copytree(source, destination)
+
+
+def _sha256(path: Path) -> str:
+    from data_prep.shards import sha256_file
+
+    return sha256_file(path)
+
+
 def summary(manifest: dict) -> str:
-    stats = manifest["stats"]
-    parts = [f"{stats['documents_read']} documents read from {manifest['files']} files"]
-    parts.append(f"{stats['exact_duplicates']} exact duplicates removed")
+    parts = []
     for split, info in manifest["splits"].items():
         parts.append(f"{split}: {info['documents']} documents, {info['tokens']:,} tokens, {info['bytes']:,} bytes")
     return "; ".join(parts)

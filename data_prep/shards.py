@@ -51,54 +51,77 @@ def sha256_file(path: Path) -> str:
 
 
 class ShardWriter:
-    """Appends tokenized documents of one split to ``.bin``/``.idx`` files, rolling over to a new shard once
-    the current one holds ``tokens_per_shard`` tokens (documents are never split across shards)."""
+    """Appends tokenized documents of one split to ``.bin``/``.idx`` files, opening a new shard at the first
+    document boundary after the current one holds ``tokens_per_shard`` tokens (documents are never split).
+
+    Files are written under temporary names and renamed when their shard is complete; the SHA-256 of each
+    shard is computed while writing.
+    """
 
     def __init__(self, directory: Path, split: str, dtype: np.dtype, tokens_per_shard: int) -> None:
-        self.directory, self.split, self.dtype, self.tokens_per_shard = (
-            directory,
-            split,
-            np.dtype(dtype),
-            tokens_per_shard,
-        )
+        self.directory, self.split, self.dtype = Path(directory), split, np.dtype(dtype)
+        self.tokens_per_shard = tokens_per_shard
         self.files: list[str] = []
         self.sha256: dict[str, str] = {}
         self.tokens = self.documents = self.bytes = 0
         self._handle = None
-        self._offsets: list[int] = []
+        self._hash = None
+        self._offsets: list[np.ndarray] = []
         self._shard_tokens = 0
+
+    def _tmp(self, name: str) -> Path:
+        return self.directory / f"{name}.tmp-{os.getpid()}"
 
     def _open_next(self) -> None:
         self._close_current()
         name = f"{self.split}_{len(self.files):05d}.bin"
         self.files.append(name)
-        self._handle = open(self.directory / name, "wb")
-        self._offsets, self._shard_tokens = [0], 0
+        self._handle = open(self._tmp(name), "wb")
+        self._hash = hashlib.sha256()
+        self._offsets, self._shard_tokens = [np.zeros(1, dtype=INDEX_DTYPE)], 0
 
     def _close_current(self) -> None:
         if self._handle is None:
             return
         self._handle.close()
         bin_name = self.files[-1]
-        np.asarray(self._offsets, dtype=INDEX_DTYPE).tofile(self.directory / bin_name.replace(".bin", ".idx"))
-        self.sha256[bin_name] = sha256_file(self.directory / bin_name)
+        idx_name = bin_name.replace(".bin", ".idx")
+        np.concatenate(self._offsets).astype(INDEX_DTYPE).tofile(self._tmp(idx_name))
+        os.replace(self._tmp(idx_name), self.directory / idx_name)
+        os.replace(self._tmp(bin_name), self.directory / bin_name)
+        self.sha256[bin_name] = self._hash.hexdigest()
         self._handle = None
 
-    def add_documents(self, token_lists: list[list[int]], num_bytes: int) -> None:
-        """Write whole documents (each already ending in the end-of-text token)."""
-        if not token_lists:
+    def add(self, tokens: np.ndarray, lengths: np.ndarray, num_bytes: int) -> None:
+        """Write documents given as one flat token array and each document's length (end-of-text included)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if len(lengths) == 0:
             return
-        if self._handle is None or self._shard_tokens >= self.tokens_per_shard:
-            self._open_next()
-        lengths = [len(tokens) for tokens in token_lists]
-        flat = np.concatenate([np.asarray(tokens, dtype=self.dtype) for tokens in token_lists])
-        flat.tofile(self._handle)
-        for length in lengths:
-            self._shard_tokens += length
-            self._offsets.append(self._shard_tokens)
-        self.tokens += len(flat)
-        self.documents += len(token_lists)
+        tokens = np.asarray(tokens).astype(self.dtype, copy=False)
+        ends = np.cumsum(lengths)  # ends[k]: end of document k in ``tokens``
+        first = 0  # first document not yet written
+        while first < len(lengths):
+            if self._handle is None or self._shard_tokens >= self.tokens_per_shard:
+                self._open_next()
+            begin = int(ends[first - 1]) if first else 0
+            room = self.tokens_per_shard - self._shard_tokens
+            # Take documents up to and including the one that fills the shard.
+            last = min(int(np.searchsorted(ends, begin + room, side="left")), len(lengths) - 1)
+            chunk = tokens[begin : int(ends[last])]
+            self._handle.write(chunk.tobytes())
+            self._hash.update(chunk.tobytes())
+            self._offsets.append(self._shard_tokens + (ends[first : last + 1] - begin).astype(INDEX_DTYPE))
+            self._shard_tokens += len(chunk)
+            first = last + 1
+        self.tokens += int(ends[-1])
+        self.documents += len(lengths)
         self.bytes += num_bytes
+
+    def add_documents(self, token_lists: list[list[int]], num_bytes: int) -> None:
+        """Write whole documents given as token lists (each already ending in the end-of-text token)."""
+        if token_lists:
+            lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+            self.add(np.concatenate([np.asarray(t, dtype=self.dtype) for t in token_lists]), lengths, num_bytes)
 
     def close(self) -> dict:
         self._close_current()
@@ -109,13 +132,6 @@ class ShardWriter:
             "bytes": self.bytes,
             "sha256": self.sha256,
         }
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write to a temporary name then rename, so readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def read_manifest(directory: str | Path) -> dict:

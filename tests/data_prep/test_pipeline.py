@@ -1,6 +1,9 @@
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +14,9 @@ from data_prep.config import DataPrepConfig
 from data_prep.errors import DataPrepError
 from data_prep.pipeline import prepare
 from data_prep.shards import MANIFEST_FILE, read_manifest, read_tokens
+from data_prep.split import SplitConfig
 from data_prep.tokenizer import load_tokenizer
-from tests.conftest import small_prep_config
+from tests.conftest import STDLIB, small_prep_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,58 +55,85 @@ def test_train_and_val_documents_are_disjoint(prepared_dataset):
     assert not documents("train") & documents("val")
 
 
-def test_exact_duplicates_are_dropped(tmp_path, stdlib_corpus):
+def test_report_has_the_documented_keys_and_adds_up(prepared_dataset):
+    report = json.loads((prepared_dataset / "report.json").read_text())
+    documents = report["documents"]
+    removed = sum(report["removed"].values())
+    duplicates = report["duplicates"]["exact"] + report["duplicates"]["near"]
+    assert documents["read"] == documents["kept"] + removed + duplicates
+    assert report["tokens"]["train"] > report["tokens"]["val"] > 0
+    assert set(report["stages"]) == {"documents", "dedup", "tokenizer", "tokens", "shards"}
+    assert all(stage["seconds"] >= 0 for stage in report["stages"].values())
+
+
+def test_exact_duplicates_are_dropped_and_audited(tmp_path, stdlib_corpus):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     text = (stdlib_corpus / "json" / "decoder.py").read_text()
     for name in ("a.py", "b.py", "c.py"):
         (corpus / name).write_text(text)
     (corpus / "d.py").write_text((stdlib_corpus / "json" / "encoder.py").read_text())
-    manifest = prepare(small_prep_config(corpus, tmp_path / "out", split=pipeline_split(0.5)), show_progress=False)
-    assert manifest["stats"]["exact_duplicates"] == 2
+    config = small_prep_config(corpus, tmp_path / "out", split=SplitConfig(val_fraction=0.5, seed=3))
+    manifest = prepare(config, show_progress=False)
+    assert manifest["stats"]["duplicates"]["exact"] == 2
     assert sum(info["documents"] for info in manifest["splits"].values()) == 2
+    audit = [json.loads(line) for line in (tmp_path / "out" / "duplicates.jsonl").read_text().splitlines()]
+    assert [(Path(r["removed"]["source"]).name, Path(r["kept"]["source"]).name, r["kind"]) for r in audit] == [
+        ("b.py", "a.py", "exact"),
+        ("c.py", "a.py", "exact"),
+    ]
 
 
-def pipeline_split(val_fraction):
-    from data_prep.config import SplitConfig
-
-    return SplitConfig(val_fraction=val_fraction, seed=3)
-
-
-def test_rerun_reuses_finished_output_and_config_changes_rebuild(tmp_path, stdlib_corpus, monkeypatch):
+def test_rerun_reuses_finished_output_and_config_changes_redo_only_affected_stages(
+    tmp_path, stdlib_corpus, monkeypatch
+):
     config = small_prep_config(stdlib_corpus, tmp_path / "out")
     first = prepare(config, show_progress=False)
     stamp = (tmp_path / "out" / MANIFEST_FILE).stat().st_mtime_ns
 
-    def must_not_build(*args, **kwargs):
-        raise AssertionError("finished output was rebuilt")
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("this stage should have been reused")
 
-    monkeypatch.setattr(pipeline, "_build", must_not_build)
+    monkeypatch.setattr(pipeline, "_run", must_not_run)
     assert prepare(config, show_progress=False)["fingerprint"] == first["fingerprint"]
     assert (tmp_path / "out" / MANIFEST_FILE).stat().st_mtime_ns == stamp
     monkeypatch.undo()
 
-    config.split.seed = 7
+    # A tokenizer key: reading, cleaning, filtering and dedup are reused; tokenizer and shards are redone.
+    monkeypatch.setattr(pipeline, "_process_one_input", must_not_run)
+    monkeypatch.setattr(pipeline.DuplicateFinder, "process_input", must_not_run)
+    config.tokenizer.vocab_size = 400
     second = prepare(config, show_progress=False)
-    assert second["fingerprint"] != first["fingerprint"]
-    assert not list(tmp_path.glob(".out.*"))  # no temporary or old directories left behind
+    assert second["fingerprint"] != first["fingerprint"] and second["vocab_size"] == 400
+    monkeypatch.undo()
+
+    # A cleaning key changes every document: that stage is redone.
+    config.clean.min_chars = 2000
+    third = prepare(config, show_progress=False)
+    assert third["stats"]["removed"]["min_chars"] > 0
+    assert third["stats"]["documents"]["kept"] < second["stats"]["documents"]["kept"]
 
 
-def test_failure_midway_leaves_nothing_half_written(tmp_path, stdlib_corpus, monkeypatch):
+def test_crash_leaves_no_finished_looking_dataset_and_the_rerun_completes(tmp_path, stdlib_corpus, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("disk full")
 
+    config = small_prep_config(stdlib_corpus, tmp_path / "out")
     monkeypatch.setattr(pipeline.ShardWriter, "close", explode)
     with pytest.raises(RuntimeError, match="disk full"):
-        prepare(small_prep_config(stdlib_corpus, tmp_path / "out"), show_progress=False)
-    assert list(tmp_path.iterdir()) == []
+        prepare(config, show_progress=False)
+    assert not (tmp_path / "out" / MANIFEST_FILE).exists()
+    monkeypatch.undo()
+    manifest = prepare(config, show_progress=False)
+    assert read_manifest(tmp_path / "out")["fingerprint"] == manifest["fingerprint"]
+    assert not list((tmp_path / "out").rglob("*.tmp-*"))
 
 
 def test_corpus_empty_after_cleaning_is_an_error_and_writes_nothing(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "empty.py").write_text("   \n")
-    with pytest.raises(DataPrepError, match="no training documents left"):
+    with pytest.raises(DataPrepError, match="no documents left"):
         prepare(small_prep_config(corpus, tmp_path / "out"), show_progress=False)
     assert not (tmp_path / "out").exists()
 
@@ -112,10 +143,9 @@ def test_unknown_config_key_is_named():
         DataPrepConfig.from_dict({"sources": ["x"], "tokenizer": {"vocab": 10}})
 
 
-def run_cli(*args, cwd=REPO):
-    return subprocess.run(
-        [sys.executable, "-m", "data_prep", *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+def run_cli(*args, cwd=REPO, **kwargs):
+    command = [sys.executable, "-m", "data_prep", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, **kwargs)
 
 
 def test_cli_overrides_sources_and_output_dir(tmp_path, stdlib_corpus):
@@ -124,35 +154,14 @@ def test_cli_overrides_sources_and_output_dir(tmp_path, stdlib_corpus):
     (corpus / "docs.jsonl").write_text(
         "\n".join(json.dumps({"text": p.read_text()}) for p in sorted(stdlib_corpus.rglob("*.py"))[:40])
     )
-    result = run_cli(
-        "--config",
-        "configs/data/stdlib.yaml",
-        "--sources",
-        json.dumps([str(corpus / "*.jsonl")]),
-        "--output_dir",
-        str(tmp_path / "out"),
-        "--tokenizer.vocab_size",
-        "300",
-        "--split.val_fraction",
-        "0.2",
-    )
+    args = ["--config", "configs/data/stdlib.yaml", "--sources", json.dumps([str(corpus / "*.jsonl")])]
+    args += ["--output_dir", str(tmp_path / "out"), "--tokenizer.vocab_size", "300", "--split.val_fraction", "0.2"]
+    result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     manifest = read_manifest(tmp_path / "out")
     assert manifest["sources"] == [str(corpus / "*.jsonl")] and manifest["vocab_size"] == 300
-    assert "train:" in result.stdout
-    again = run_cli(
-        "--config",
-        "configs/data/stdlib.yaml",
-        "--sources",
-        json.dumps([str(corpus / "*.jsonl")]),
-        "--output_dir",
-        str(tmp_path / "out"),
-        "--tokenizer.vocab_size",
-        "300",
-        "--split.val_fraction",
-        "0.2",
-    )
-    assert "reusing finished dataset" in again.stdout
+    assert "data_prep funnel" in result.stdout and "train" in result.stdout
+    assert "reusing finished dataset" in run_cli(*args).stdout
 
 
 @pytest.mark.parametrize(
@@ -169,3 +178,40 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, args, culprit):
     assert len(errors) == 1 and culprit in errors[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def outputs(directory: Path) -> dict[str, bytes]:
+    """Every file of a prepared dataset except the work files and this run's timings."""
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and "work" not in path.relative_to(directory).parts and path.name != "report.json"
+    }
+
+
+@pytest.mark.parametrize("kill_when", ["work/documents/*.jsonl", "work/tokens.*/*.done.json"])
+def test_sigkill_at_any_stage_then_rerun_gives_byte_identical_output(tmp_path, kill_when):
+    corpus_args = ["--sources", json.dumps([str(STDLIB / "*.py")]), "--read.include", '["*.py"]']
+    common = ["--config", "configs/data/stdlib.yaml", *corpus_args, "--tokenizer.vocab_size", "600"]
+    common += ["--num_workers", "2", "--split.val_fraction", "0.05"]
+    reference = run_cli(*common, "--output_dir", str(tmp_path / "reference"))
+    assert reference.returncode == 0, reference.stderr
+
+    target = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "data_prep", *common, "--output_dir", str(target)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while not list(target.glob(kill_when)) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole group: workers die too, as with a node failure
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (target / MANIFEST_FILE).exists()
+
+    resumed = run_cli(*common, "--output_dir", str(target))
+    assert resumed.returncode == 0, resumed.stderr
+    assert outputs(target) == outputs(tmp_path / "reference")

@@ -193,7 +193,7 @@ def test_empty_corpus_fails_cleanly_and_writes_nothing(workdir, tmp_path):
         cwd=workdir,
     )
     assert result.returncode != 0
-    assert "error: no training documents left" in result.stderr and "Traceback" not in result.stderr
+    assert "error: no documents left" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 

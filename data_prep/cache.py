@@ -1,0 +1,54 @@
+"""Resumable work: fingerprints that name stage outputs, and writes that are never seen half-done.
+
+Every stage writes its output under ``<output_dir>/work/`` in files whose names carry a fingerprint of what
+decides their content (the stage's config keys, the fingerprints of the stages it reads, the input file's
+identity). A file is written under a temporary name and renamed when complete, so its existence is its
+completion marker: a killed run leaves at most a ``*.tmp-*`` file, which the next run ignores and overwrites.
+Changing a config key changes only the fingerprints of the stages that read it, so only those are redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+
+def fingerprint(*parts: Any) -> str:
+    """Short stable hash of JSON-serialisable parts (dataclasses are turned into dicts)."""
+    normalised = [asdict(part) if is_dataclass(part) else part for part in parts]
+    payload = json.dumps(normalised, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def file_identity(path: Path) -> list:
+    """What tells a changed input from an unchanged one without reading it: path, size, modification time."""
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling path to write; rename it onto ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())

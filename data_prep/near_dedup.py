@@ -1,0 +1,507 @@
+"""Near-duplicate detection: MinHash signatures of shingle sets, then a datasketch ``MinHashLSH`` index.
+
+Shingles
+    ``word`` (default): the text is lowercased (``lowercase``) and split into words exactly as ``str.split()``
+    does (any run of Unicode whitespace separates words); a shingle is ``ngram`` consecutive words.
+    ``char``: the same words joined by single spaces (so re-indenting or re-wrapping changes nothing); a shingle
+    is ``ngram`` consecutive characters (code points).
+    A document with fewer than ``ngram`` words (characters) has exactly one shingle, its whole normalised text;
+    a document without any word has no shingle: its signature is datasketch's empty value, it is never a
+    near-duplicate and never enters the index. :func:`shingle_strings` is the plain-Python definition the fast
+    path is tested against.
+
+Hashing (why this is fast)
+    Each word is hashed once with xxh3-64 (``map`` over ``bytes.split()``, no Python bytecode per word); the
+    64-bit hash of a shingle is a numpy-vectorised combination of its words' (characters') values
+    ``fmix64(sum_k value[i + k] * C_k)`` with fixed odd constants ``C_k``. No Python-level work happens per
+    shingle: the ``MinHash.update`` loop the issue warns about hashes every shingle with SHA-1 in Python.
+
+MinHash values (datasketch 2.0 scheme ``affine32`` by default, recorded in :attr:`NearDedupConfig.scheme`)
+    The permutations are datasketch's own (``MinHash(num_perm, seed, scheme).permutations``) and the values are
+    computed with datasketch's formulas, vectorised over blocks of ``BLOCK_ROWS`` shingles of possibly many
+    documents (``np.minimum.reduceat`` per document): a signature row is bit-identical to
+    ``MinHash(num_perm, seed=seed, scheme=scheme, hashfunc=identity).update_batch(hashes)`` over the shingles'
+    scheme inputs (the tests check it). Only the shingle hashing is ours, which is why datasketch's per-shingle
+    ``hashfunc`` call is not used: feeding the same integers through ``update_batch`` adds a Python call per
+    shingle and builds one unbounded ``(shingles, num_perm)`` array per document.
+
+Index
+    :class:`NearDuplicateIndex` wraps ``MinHashLSH`` (in memory by default; ``storage_config`` is passed through,
+    e.g. datasketch's Redis storage). Documents arrive in pipeline order; a document whose LSH candidates include
+    an already kept document with signature-estimated Jaccard ``>= threshold`` is a duplicate of the earliest
+    such one, otherwise it is kept and inserted with ``LeanMinHash`` objects through an insertion session. The
+    LSH bands/rows are chosen so that a pair exactly at the threshold becomes a candidate with probability
+    ``>= CANDIDATE_RECALL`` (datasketch's default optimiser weighs false positives and negatives equally and
+    misses ~60 % of pairs at J = 0.8 with 128 permutations): candidates are verified on the full signature, so
+    a loose LSH costs only a few extra comparisons.
+
+Memory
+    Signatures are computed per block of ``BLOCK_ROWS`` shingles and texts are shingled in whitespace-aligned
+    pieces of about ``SEGMENT_CHARS`` characters, so the signature stage's memory is bounded by those constants
+    (plus the text itself). The index grows with the number of kept documents: ``benchmarks/near_dedup_speed.py``
+    measures its bytes per document (tracemalloc) next to :meth:`NearDuplicateIndex.memory_bytes`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import xxhash
+from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+from data_prep.errors import DataPrepError
+
+# Fields of NearDedupConfig that change the signatures (the others only change the dedup decision).
+SIGNATURE_FIELDS = ("shingle", "ngram", "num_perm", "lowercase", "seed", "scheme")
+SCHEMES = ("affine32", "affine64", "legacy")
+# Shingles permuted at once: a BLOCK_ROWS x num_perm scratch array (2 MiB at 128 permutations, uint32).
+BLOCK_ROWS = 4096
+# Shingle hashes gathered (over consecutive documents) before they are permuted.
+FLUSH_ROWS = 16 * BLOCK_ROWS
+# Texts longer than this are shingled piece by piece, cut at whitespace, with identical results.
+SEGMENT_CHARS = 1 << 20
+# Probability that a pair with Jaccard exactly at the threshold is an LSH candidate (automatic bands/rows).
+CANDIDATE_RECALL = 0.99
+# Rows of kept signatures per storage block of the index.
+SIGNATURE_BLOCK_ROWS = 1 << 14
+
+_MERSENNE_PRIME = np.uint64((1 << 61) - 1)
+_MAX_HASH32 = np.uint64((1 << 32) - 1)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_WHITESPACE = re.compile(r"\s")  # the same characters as str.isspace() / str.split()
+# ASCII characters that str.split() treats as whitespace but bytes.split() does not.
+_STR_ONLY_ASCII_SPACE = "\x1c\x1d\x1e\x1f"
+
+
+@dataclass
+class NearDedupConfig:
+    """Near-duplicate removal with MinHash LSH (YAML section ``dedup.near``)."""
+
+    enabled: bool = True
+    """Run near-duplicate removal after exact deduplication."""
+    shingle: Literal["word", "char"] = "word"
+    """Shingle unit: ``word`` n-grams (whitespace-separated words) or ``char`` n-grams of the text with its
+    whitespace runs collapsed to single spaces."""
+    ngram: int = 5
+    """Words (or characters) per shingle. A document shorter than this is one shingle: its whole text."""
+    num_perm: int = 128
+    """MinHash permutations: more estimate Jaccard more precisely (standard error sqrt(J(1-J)/num_perm))
+    and cost proportionally more time and memory."""
+    threshold: float = 0.8
+    """A document whose estimated Jaccard similarity with an earlier kept document is at or above this is a
+    near-duplicate of it and is removed."""
+    lowercase: bool = True
+    """Lowercase the text before shingling."""
+    seed: int = 1
+    """Seed of datasketch's MinHash permutations."""
+    scheme: Literal["affine32", "affine64", "legacy"] = "affine32"
+    """datasketch MinHash permutation scheme: ``affine32`` (datasketch 2.0's default, uint32 values),
+    ``affine64`` (uint64, for sets of ~1e8 shingles) or ``legacy`` (datasketch < 2.0's values)."""
+    bands: int = 0
+    """LSH bands; 0 chooses bands and rows so that a pair at exactly ``threshold`` becomes a candidate with
+    probability >= 0.99 (candidates are then verified on the whole signature)."""
+    rows: int = 0
+    """Signature values per LSH band; 0 chooses automatically (see ``bands``)."""
+
+    def __post_init__(self) -> None:
+        def bad(message: str) -> DataPrepError:
+            return DataPrepError(f"dedup.near: {message}")
+
+        if self.shingle not in ("word", "char"):
+            raise bad(f"shingle must be 'word' or 'char', got {self.shingle!r}")
+        if self.scheme not in SCHEMES:
+            raise bad(f"scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+        if int(self.ngram) < 1:
+            raise bad(f"ngram must be at least 1, got {self.ngram}")
+        if int(self.num_perm) < 2:
+            raise bad(f"num_perm must be at least 2, got {self.num_perm}")
+        if not 0.0 < float(self.threshold) <= 1.0:
+            raise bad(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.bands < 0 or self.rows < 0:
+            raise bad("bands and rows must not be negative")
+        if self.bands and self.rows and self.bands * self.rows > self.num_perm:
+            raise bad(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        if self.bands == 1 or (self.rows and self.num_perm // self.rows < 2 and not self.bands):
+            raise bad("the LSH needs at least 2 bands (datasketch's MinHashLSH refuses fewer)")
+
+
+# -- shingling --------------------------------------------------------------------------------------------
+def shingle_strings(text: str, config: NearDedupConfig) -> set[str]:
+    """The shingle set in plain Python: the definition the fast path (:func:`shingles`) implements."""
+    words = (text.lower() if config.lowercase else text).split()
+    n = config.ngram
+    if config.shingle == "word":
+        units, join = words, " ".join
+    else:
+        units, join = " ".join(words), "".join
+    if not units:
+        return set()
+    if len(units) < n:
+        return {join(units)}
+    return {join(units[i : i + n]) for i in range(len(units) - n + 1)}
+
+
+def shingles(text: str, config: NearDedupConfig) -> np.ndarray:
+    """The shingle set as sorted unique 64-bit hashes (one per element of :func:`shingle_strings`, barring
+    64-bit collisions)."""
+    pieces = list(_shingle_hashes(text, config))
+    return np.unique(np.concatenate(pieces)) if pieces else np.empty(0, dtype=np.uint64)
+
+
+@lru_cache(maxsize=None)
+def _mix_constants(n: int) -> np.ndarray:
+    """Odd 64-bit multipliers, one per position in a shingle (fixed: they do not depend on the seed)."""
+    rng = np.random.default_rng(0x5EED_5A1E)
+    return rng.integers(0, 1 << 63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser, in place (a bijection that spreads the bits)."""
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
+
+
+def _combine(values: np.ndarray, width: int) -> np.ndarray:
+    """64-bit hash of every window of ``width`` consecutive values (an order-sensitive combination)."""
+    constants = _mix_constants(width)
+    count = values.size - width + 1
+    h = values[:count] * constants[0]
+    for k in range(1, width):
+        h += values[k : k + count] * constants[k]
+    return _fmix64(h)
+
+
+def _segments(text: str) -> Iterator[str]:
+    """``text`` in consecutive pieces of about SEGMENT_CHARS characters, each cut just before a whitespace
+    character, so that no word is split (lowercasing per piece is then the same as lowercasing the whole)."""
+    start = 0
+    while len(text) - start > SEGMENT_CHARS:
+        match = _WHITESPACE.search(text, start + SEGMENT_CHARS)
+        if match is None:
+            break
+        yield text[start : match.start()]
+        start = match.start()
+    yield text[start:] if start else text
+
+
+def _word_values(segment: str) -> np.ndarray:
+    """xxh3-64 of each word (``str.split()`` words, UTF-8 encoded)."""
+    if not segment.isascii() or any(c in segment for c in _STR_ONLY_ASCII_SPACE):
+        segment = " ".join(segment.split())  # now bytes.split() splits exactly where str.split() does
+    data = segment.encode("utf-8", errors="surrogatepass")
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, data.split()), dtype=np.uint64)
+
+
+def _char_values(normalised: str) -> np.ndarray:
+    """Code points, as uint64."""
+    if normalised.isascii():
+        return np.frombuffer(normalised.encode("ascii"), dtype=np.uint8).astype(np.uint64)
+    data = normalised.encode("utf-32-le", errors="surrogatepass")
+    return np.frombuffer(data, dtype=np.uint32).astype(np.uint64)
+
+
+def _unit_values(text: str, config: NearDedupConfig) -> Iterator[np.ndarray]:
+    """The document's words (or characters) as 64-bit values, piece by piece."""
+    first = True
+    for segment in _segments(text):
+        if config.lowercase:
+            segment = segment.lower()
+        if config.shingle == "word":
+            yield _word_values(segment)
+        else:
+            normalised = " ".join(segment.split())
+            if normalised:
+                yield _char_values(normalised if first else " " + normalised)
+                first = False
+
+
+def _shingle_hashes(text: str, config: NearDedupConfig) -> Iterator[np.ndarray]:
+    """64-bit hashes of the document's shingles, piece by piece (a shingle spanning two pieces appears once)."""
+    n = config.ngram
+    carry = np.empty(0, dtype=np.uint64)  # the last n - 1 units, which start the next piece's first shingles
+    emitted = False
+    for values in _unit_values(text, config):
+        if values.size == 0:
+            continue
+        if carry.size:
+            values = np.concatenate([carry, values])
+        if values.size >= n:
+            yield _combine(values, n)
+            emitted = True
+            carry = values[values.size - (n - 1) :]
+        else:
+            carry = values
+    if not emitted and carry.size:
+        yield _combine(carry, carry.size)  # fewer units than one shingle: the whole text is the shingle
+
+
+# -- MinHash signatures ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Permutations:
+    scheme: str
+    a: np.ndarray
+    b: np.ndarray
+    dtype: np.dtype
+    empty: int  # datasketch's initial (maximum) hash value: a signature row of only this has no shingle
+
+    def inputs(self, hashes: np.ndarray) -> np.ndarray:
+        """Shingle hashes -> what datasketch feeds to the permutations (after its ``hashfunc`` and pre-mix)."""
+        if self.scheme == "affine32":
+            return _fmix32((hashes & _LOW32).astype(np.uint32))
+        if self.scheme == "affine64":
+            return _fmix64(hashes.copy())
+        return hashes & _LOW32  # legacy: a 32-bit hash value, permuted modulo the Mersenne prime 2^61 - 1
+
+    def permute(self, inputs: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out[k, i]`` = permutation k of input i (permutations along rows: the reductions then run over
+        contiguous memory)."""
+        np.multiply(self.a[:, None], inputs[None, :], out=out)
+        np.add(out, self.b[:, None], out=out)
+        if self.scheme == "legacy":
+            np.remainder(out, _MERSENNE_PRIME, out=out)
+            np.bitwise_and(out, _MAX_HASH32, out=out)
+        return out
+
+
+@lru_cache(maxsize=16)
+def _permutations(num_perm: int, seed: int, scheme: str) -> _Permutations:
+    reference = MinHash(num_perm=num_perm, seed=seed, scheme=scheme)
+    a, b = (np.asarray(p) for p in reference.permutations)
+    values = reference.hashvalues
+    return _Permutations(scheme, a.copy(), b.copy(), values.dtype, int(values[0]))
+
+
+def signature_dtype(config: NearDedupConfig) -> np.dtype:
+    """dtype of :func:`signatures`' rows: uint32 for ``affine32``, uint64 otherwise."""
+    return _permutations(config.num_perm, config.seed, config.scheme).dtype
+
+
+class _SignatureAccumulator:
+    """Gathers shingle hashes of consecutive documents and folds them into their signature rows."""
+
+    def __init__(self, out: np.ndarray, permutations: _Permutations) -> None:
+        self.out, self.permutations = out, permutations
+        self.scratch = np.empty((out.shape[1], BLOCK_ROWS), dtype=permutations.dtype)
+        self.pieces: list[np.ndarray] = []
+        self.owners: list[int] = []
+        self.rows = 0
+
+    def add(self, document: int, hashes: np.ndarray) -> None:
+        self.pieces.append(hashes)
+        self.owners.append(document)
+        self.rows += hashes.size
+        if self.rows >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pieces:
+            return
+        inputs = self.permutations.inputs(np.concatenate(self.pieces))
+        sizes = np.fromiter((p.size for p in self.pieces), dtype=np.int64, count=len(self.pieces))
+        owners = np.asarray(self.owners, dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        # Runs of one document (its pieces are consecutive): start offsets and owner.
+        new_run = np.ones(owners.size, dtype=bool)
+        new_run[1:] = owners[1:] != owners[:-1]
+        run_starts, run_owners = starts[new_run], owners[new_run]
+        total = inputs.size
+        for lo in range(0, total, BLOCK_ROWS):
+            hi = min(lo + BLOCK_ROWS, total)
+            first = np.searchsorted(run_starts, lo, side="right") - 1
+            last = np.searchsorted(run_starts, hi, side="left")
+            local_starts = np.maximum(run_starts[first:last], lo) - lo
+            permuted = self.permutations.permute(inputs[lo:hi], self.scratch[:, : hi - lo])
+            minima = np.minimum.reduceat(permuted, local_starts, axis=1)
+            rows = run_owners[first:last]
+            self.out[rows] = np.minimum(self.out[rows], minima.T)
+        self.pieces, self.owners, self.rows = [], [], 0
+
+
+def signatures(texts: Sequence[str], config: NearDedupConfig) -> np.ndarray:
+    """MinHash signatures, shape ``(len(texts), num_perm)``, dtype :func:`signature_dtype`; in this process."""
+    permutations = _permutations(config.num_perm, config.seed, config.scheme)
+    out = np.full((len(texts), config.num_perm), permutations.empty, dtype=permutations.dtype)
+    accumulator = _SignatureAccumulator(out, permutations)
+    for document, text in enumerate(texts):
+        for hashes in _shingle_hashes(text, config):
+            accumulator.add(document, hashes)
+    accumulator.flush()
+    return out
+
+
+def signatures_parallel(texts: Sequence[str], config: NearDedupConfig, workers: int) -> np.ndarray:
+    """Same result as :func:`signatures`, computed by ``workers`` spawned processes (in this process when
+    ``workers <= 1``). Texts are cut into contiguous chunks of about equal size, results concatenated in order."""
+    if workers <= 1 or len(texts) < 2:
+        return signatures(texts, config)
+    lengths = np.cumsum([len(t) for t in texts])
+    pieces = min(len(texts), 4 * workers)
+    cuts = np.searchsorted(lengths, lengths[-1] * np.arange(1, pieces) / pieces, side="left") + 1
+    bounds = sorted({0, len(texts), *(int(c) for c in cuts if 0 < c < len(texts))})
+    chunks = [list(texts[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(chunks))) as pool:
+        parts = pool.starmap(signatures, [(chunk, config) for chunk in chunks])
+    return np.concatenate(parts)
+
+
+# -- the LSH index -----------------------------------------------------------------------------------------
+def lsh_params(config: NearDedupConfig) -> tuple[int, int]:
+    """(bands, rows) of the LSH: the configured ones, or else the largest ``rows`` (fewest spurious candidates)
+    and then the fewest ``bands`` (least memory) for which a pair at exactly ``threshold`` collides in some
+    band with probability >= CANDIDATE_RECALL."""
+    n, t = config.num_perm, float(config.threshold)
+    if config.bands and config.rows:
+        return config.bands, config.rows
+    if config.bands:
+        return config.bands, n // config.bands
+    if config.rows:
+        return n // config.rows, config.rows
+    for rows in range(n // 2, 0, -1):
+        hit = t**rows
+        for bands in range(2, n // rows + 1):
+            if 1.0 - (1.0 - hit) ** bands >= CANDIDATE_RECALL:
+                return bands, rows
+    return n, 1
+
+
+class NearDuplicateIndex:
+    """Kept documents' MinHash signatures in a datasketch ``MinHashLSH``; decides duplicates in pipeline order.
+
+    ``storage_config`` (and ``prepickle``) go to ``MinHashLSH`` unchanged, e.g. datasketch's Redis storage; the
+    kept documents' keys and signatures (used to verify LSH candidates) stay in this process either way.
+    """
+
+    def __init__(
+        self,
+        config: NearDedupConfig,
+        storage_config: dict | None = None,
+        prepickle: bool | None = None,
+        insertion_buffer: int = 50_000,
+    ) -> None:
+        self.config = config
+        self.bands, self.rows = lsh_params(config)
+        self._lsh_args = {"num_perm": config.num_perm, "params": (self.bands, self.rows)}
+        self.lsh = MinHashLSH(**self._lsh_args, storage_config=storage_config, prepickle=prepickle)
+        # Inserts of an insertion session on external storage become visible to queries only when the session
+        # closes; such an index gets a small in-memory LSH of the current batch's kept documents as well.
+        self._buffered = bool(storage_config) and storage_config.get("type", "dict") != "dict"
+        self.insertion_buffer = insertion_buffer
+        permutations = _permutations(config.num_perm, config.seed, config.scheme)
+        self._dtype, self._empty = permutations.dtype, permutations.empty
+        self._keys: list[str] = []  # ordinal (the LSH key, in insertion order) -> caller's key
+        self._signature_blocks: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        """Number of kept (indexed) documents."""
+        return len(self._keys)
+
+    def add_batch(self, keys: Sequence[str], sigs: np.ndarray) -> list[str | None]:
+        """Process documents in the given (global, deterministic) order. For each: if it duplicates an
+        already kept document (an LSH candidate whose signature-estimated Jaccard is >= threshold), return that
+        kept document's key (the earliest kept one if several); otherwise insert it (through an insertion
+        session) and return None. Documents of a batch see the earlier ones of the same batch. A document
+        without shingles (all-empty signature) is never a duplicate and is not indexed."""
+        sigs = self._check_signatures(sigs, len(keys))
+        verdicts: list[str | None] = []
+        batch_lsh = MinHashLSH(**self._lsh_args) if self._buffered else None
+        with self.lsh.insertion_session(buffer_size=self.insertion_buffer) as session:
+            for key, row in zip(keys, sigs):
+                if not (row != self._empty).any():
+                    verdicts.append(None)
+                    continue
+                minhash = LeanMinHash(seed=self.config.seed, hashvalues=row, scheme=self.config.scheme)
+                candidates = self.lsh.query(minhash)
+                if batch_lsh is not None:
+                    candidates.extend(batch_lsh.query(minhash))
+                original = self._earliest_match(candidates, row)
+                if original is not None:
+                    verdicts.append(self._keys[original])
+                    continue
+                ordinal = len(self._keys)
+                session.insert(ordinal, minhash, check_duplication=False)
+                if batch_lsh is not None:
+                    batch_lsh.insert(ordinal, minhash, check_duplication=False)
+                self._store(ordinal, row)
+                self._keys.append(key)
+                verdicts.append(None)
+        return verdicts
+
+    def _check_signatures(self, sigs: np.ndarray, count: int) -> np.ndarray:
+        sigs = np.asarray(sigs)
+        if sigs.ndim != 2 or sigs.shape != (count, self.config.num_perm):
+            raise ValueError(f"expected signatures of shape ({count}, {self.config.num_perm}), got {sigs.shape}")
+        if sigs.dtype != self._dtype:
+            if sigs.dtype.kind not in "iu" or (sigs.size and (sigs.min() < 0 or sigs.max() > self._empty)):
+                raise ValueError(f"signatures out of range for MinHash scheme {self.config.scheme!r}")
+            sigs = sigs.astype(self._dtype)
+        return sigs
+
+    def _store(self, ordinal: int, row: np.ndarray) -> None:
+        block, offset = divmod(ordinal, SIGNATURE_BLOCK_ROWS)
+        if block == len(self._signature_blocks):
+            self._signature_blocks.append(np.empty((SIGNATURE_BLOCK_ROWS, self.config.num_perm), self._dtype))
+        self._signature_blocks[block][offset] = row
+
+    def signature(self, ordinal: int) -> np.ndarray:
+        block, offset = divmod(ordinal, SIGNATURE_BLOCK_ROWS)
+        return self._signature_blocks[block][offset]
+
+    def _earliest_match(self, candidates: list, row: np.ndarray) -> int | None:
+        """The smallest ordinal among candidates whose estimated Jaccard with ``row`` is >= threshold."""
+        if not candidates:
+            return None
+        ordinals = np.unique(np.fromiter(candidates, dtype=np.int64, count=len(candidates)))
+        kept = np.stack([self.signature(int(o)) for o in ordinals])
+        # Estimated Jaccard exactly as datasketch's MinHash.jaccard computes it.
+        estimates = np.count_nonzero(kept == row, axis=1) / float(self.config.num_perm)
+        matches = ordinals[estimates >= self.config.threshold]
+        return int(matches[0]) if matches.size else None
+
+    def memory_bytes(self) -> int | None:
+        """Bytes held by the index (the LSH's dicts, sets, band keys and the kept signatures and keys), found by
+        walking its objects: O(index size), meant for a report at the end. None for external storage."""
+        if self._buffered or not hasattr(self.lsh.keys, "_dict"):
+            return None
+        size = sys.getsizeof
+        total = size(self._keys) + sum(size(k) for k in self._keys)
+        total += sum(block.nbytes for block in self._signature_blocks)
+        seen: set[int] = set()  # band keys are shared between the key table and the bucket tables
+        table = self.lsh.keys._dict
+        total += size(table)
+        for ordinal, band_keys in table.items():
+            total += size(ordinal) + size(band_keys)
+            for band_key in band_keys:
+                if id(band_key) not in seen:
+                    seen.add(id(band_key))
+                    total += size(band_key)
+        for hashtable in self.lsh.hashtables:
+            buckets = hashtable._dict
+            total += size(buckets)
+            for band_key, bucket in buckets.items():
+                total += size(bucket) + (0 if id(band_key) in seen else size(band_key))
+        return total
+
+    def bytes_per_document(self) -> float | None:
+        """:meth:`memory_bytes` per kept document."""
+        total = self.memory_bytes()
+        return None if total is None or not self._keys else total / len(self._keys)

@@ -1,0 +1,113 @@
+"""Per-document work that runs in parallel worker processes: clean -> quality filters -> digest -> MinHash.
+
+The main process reads documents in order and hands them out in batches; ``multiprocessing``'s ordered
+``imap`` returns the results in the same order, so the output never depends on the number of workers.
+Workers are started with ``spawn`` (safe after torch or CUDA were imported by a caller such as the Lightning
+data module) and build their filters once, in :func:`init_worker`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from data_prep.clean import CleanConfig, clean_text
+from data_prep.dedup import text_digest
+from data_prep.filters import FilterConfig, QualityFilters
+from data_prep.near_dedup import NearDedupConfig, signatures
+from data_prep.sources import Document
+
+# Filter name under which documents shorter than clean.min_chars are counted.
+TOO_SHORT = "min_chars"
+
+
+@dataclass
+class ProcessedBatch:
+    """What survives of one batch: kept documents (cleaned text) with their digests and MinHash signatures."""
+
+    documents: list[Document] = field(default_factory=list)
+    digests: list[bytes] = field(default_factory=list)
+    signatures: np.ndarray | None = None  # (len(documents), num_perm) or None when near dedup is off
+    removed: Counter = field(default_factory=Counter)  # filter name -> documents removed
+    bytes_in: int = 0
+
+
+class DocumentProcessor:
+    """Callable applied to a batch of documents; holds the filters (built once per process)."""
+
+    def __init__(self, clean: CleanConfig, filters: FilterConfig, near: NearDedupConfig, near_enabled: bool) -> None:
+        self.clean, self.near, self.near_enabled = clean, near, near_enabled
+        self.filters = QualityFilters(filters)
+
+    def __call__(self, batch: list[Document]) -> ProcessedBatch:
+        result = ProcessedBatch()
+        for document in batch:
+            result.bytes_in += len(document.text.encode("utf-8", errors="surrogatepass"))
+            text = clean_text(document.text, self.clean)
+            if len(text) < self.clean.min_chars:
+                result.removed[TOO_SHORT] += 1
+                continue
+            removed_by, text = self.filters.apply(text)
+            if removed_by is not None:
+                result.removed[removed_by] += 1
+                continue
+            result.documents.append(replace(document, text=text))
+            result.digests.append(text_digest(text))
+        if self.near_enabled and result.documents:
+            result.signatures = signatures([d.text for d in result.documents], self.near)
+        return result
+
+
+_worker_processor: DocumentProcessor | None = None
+
+
+def init_worker(*args) -> None:
+    global _worker_processor
+    _worker_processor = DocumentProcessor(*args)
+
+
+def _process_in_worker(batch: list[Document]) -> ProcessedBatch:
+    assert _worker_processor is not None
+    return _worker_processor(batch)
+
+
+class ParallelProcessor:
+    """Maps :class:`DocumentProcessor` over batches with ``workers`` processes (inline when ``workers <= 1``)."""
+
+    def __init__(self, workers: int, *processor_args) -> None:
+        self.workers = workers
+        if workers <= 1:
+            self._inline = DocumentProcessor(*processor_args)
+            self._pool = None
+        else:
+            context = multiprocessing.get_context("spawn")
+            self._pool = context.Pool(workers, initializer=init_worker, initargs=processor_args)
+
+    def map(self, batches: Iterable[list[Document]]) -> Iterator[ProcessedBatch]:
+        """Results in input order. At most ``2 × workers`` batches are in flight, so memory stays bounded
+        however large the input (``Pool.imap`` would read the whole input ahead)."""
+        if self._pool is None:
+            yield from map(self._inline, batches)
+            return
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(self._pool.apply_async(_process_in_worker, (batch,)))
+            if len(pending) >= 2 * self.workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+    def __enter__(self) -> "ParallelProcessor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,59 @@
+import io
+import json
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.dedup import DedupConfig, DuplicateFinder, text_digest
+from data_prep.near_dedup import NearDedupConfig, signatures
+from data_prep.sources import Document
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+def run_finder(texts: list[str], config: DedupConfig, tmp_path: Path, chunks: int = 1):
+    """Feed the finder as the pipeline does: documents with digests, signatures from a raw .sig file."""
+    documents = [(Document(text, f"doc{i}.txt", 0), text_digest(text)) for i, text in enumerate(texts)]
+    sig_path = tmp_path / "input.sig"
+    if config.near.enabled:
+        sig_path.write_bytes(signatures(texts, config.near).tobytes())
+    finder, audit = DuplicateFinder(config), io.StringIO()
+    keep = finder.process_input(documents, sig_path, audit)
+    return keep.tolist(), [json.loads(line) for line in audit.getvalue().splitlines()], finder.counts()
+
+
+def test_exact_duplicates_keep_the_first_and_are_audited(tmp_path):
+    texts = ["alpha beta", "gamma delta", "alpha beta", "alpha beta"]
+    keep, audit, counts = run_finder(texts, DedupConfig(near=NearDedupConfig(enabled=False)), tmp_path)
+    assert keep == [True, True, False, False]
+    assert counts == {"exact": 2, "near": 0}
+    assert [(r["removed"]["source"], r["kept"]["source"], r["kind"]) for r in audit] == [
+        ("doc2.txt", "doc0.txt", "exact"),
+        ("doc3.txt", "doc0.txt", "exact"),
+    ]
+
+
+def test_near_duplicates_point_at_the_kept_original(tmp_path):
+    original = (STDLIB / "json" / "decoder.py").read_text()
+    edited = original.replace("JSONDecodeError", "JSONDecodingError", 1)  # a one-word edit
+    other = (STDLIB / "json" / "encoder.py").read_text()
+    keep, audit, counts = run_finder([original, other, edited, original], DedupConfig(), tmp_path)
+    assert keep == [True, True, False, False]
+    assert counts["exact"] == 1 and counts["near"] == 1
+    assert {(r["removed"]["source"], r["kept"]["source"], r["kind"]) for r in audit} == {
+        ("doc2.txt", "doc0.txt", "near"),
+        ("doc3.txt", "doc0.txt", "exact"),
+    }
+
+
+def test_exact_dedup_can_be_switched_off(tmp_path):
+    config = DedupConfig(exact=False, near=NearDedupConfig(enabled=False))
+    keep, audit, _ = run_finder(["same", "same"], config, tmp_path)
+    assert keep == [True, True] and audit == []
+
+
+def test_digest_is_16_bytes_and_text_sensitive():
+    assert len(text_digest("x")) == 16
+    assert text_digest("x") != text_digest("x ")
+    assert np.frombuffer(text_digest("é"), dtype=np.uint8).size == 16
