@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -26,12 +25,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from data_prep.batching import batched
 from data_prep.cache import atomic_path, file_identity, fingerprint, read_json, write_json_atomic
 from data_prep.config import NON_SEMANTIC_KEYS, DataPrepConfig
 from data_prep.dedup import DuplicateFinder
 from data_prep.errors import DataPrepError
 from data_prep.near_dedup import SIGNATURE_FIELDS
-from data_prep.batching import batched
 from data_prep.process import ParallelProcessor, ProcessedBatch
 from data_prep.report import Report
 from data_prep.shards import FORMAT_VERSION, MANIFEST_FILE, ShardWriter, dtype_for_vocab, read_manifest
