@@ -141,8 +141,7 @@ def prepare(config: DataPrepConfig, show_progress: bool = True) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     (output / MANIFEST_FILE).unlink(missing_ok=True)  # from here on the directory is not a finished dataset
     try:
-        with _progress_bars(show_progress):
-            return _run(config, inputs, fingerprints, output)
+        return _run(config, inputs, fingerprints, output, show_progress)
     except DataPrepError:
         # Bad input: nothing useful was made, so leave no trace. (After a crash or a kill the work files stay,
         # for the next run to reuse.)
@@ -156,33 +155,14 @@ def _foreign_directory(output: Path) -> bool:
     return any(output.iterdir()) and not (output / MANIFEST_FILE).exists() and not (output / WORK_DIR).is_dir()
 
 
-class _progress_bars:
-    """Silence tqdm (the stages' progress bars) when ``show_progress`` is False."""
-
-    def __init__(self, show: bool) -> None:
-        self.show = show
-
-    def __enter__(self):
-        if not self.show:
-            self._previous = os.environ.get("TQDM_DISABLE")
-            os.environ["TQDM_DISABLE"] = "1"
-
-    def __exit__(self, *exc):
-        if not self.show:
-            if self._previous is None:
-                os.environ.pop("TQDM_DISABLE", None)
-            else:
-                os.environ["TQDM_DISABLE"] = self._previous
-
-
-def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output: Path) -> dict:
+def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output: Path, show: bool) -> dict:
     work = output / WORK_DIR
     report = Report()
     splits = config.split.splits()
 
     with report.stage("documents"):
         documents_dir = work / "documents"
-        _process_inputs(config, inputs, documents_dir, fingerprints["documents"], report)
+        _process_inputs(config, inputs, documents_dir, fingerprints["documents"], report, show)
     if report.documents_kept_before_dedup == 0:
         raise DataPrepError(
             f"no documents left after reading, cleaning and filtering {len(inputs)} input(s) from {config.sources} "
@@ -192,7 +172,7 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
 
     with report.stage("dedup"):
         dedup_dir = work / f"dedup.{fingerprints['dedup']}"
-        keep = _deduplicate(config, inputs, documents_dir, fingerprints["documents"], dedup_dir, report)
+        keep = _deduplicate(config, inputs, documents_dir, fingerprints["documents"], dedup_dir, report, show)
 
     def kept_documents(item: Input) -> Iterator[tuple[Document, bytes, str]]:
         files = DocumentsFile(documents_dir, item.id, fingerprints["documents"][item.id])
@@ -205,14 +185,14 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
         tokenizer_dir = work / f"tokenizer.{fingerprints['tokenizer']}"
         train_texts = (d.text for item in inputs for d, _, split in kept_documents(item) if split == TRAIN)
         tokenizer, tokenizer_info = load_or_train_tokenizer(
-            config.tokenizer, tokenizer_dir, lambda: _training_sample(train_texts, report, config)
+            config.tokenizer, tokenizer_dir, lambda: _training_sample(train_texts, report, config), show
         )
     eot = end_of_text_id(tokenizer, config.tokenizer)
     dtype = dtype_for_vocab(max(config.tokenizer.vocab_size, tokenizer.get_vocab_size()))
 
     with report.stage("tokens"):
         tokens_dir = work / f"tokens.{fingerprints['tokens']}"
-        parts = _tokenize(inputs, kept_documents, tokenizer, eot, dtype, splits, tokens_dir, config)
+        parts = _tokenize(inputs, kept_documents, tokenizer, eot, dtype, splits, tokens_dir, config, show)
 
     with report.stage("shards"):
         split_info = _pack(parts, inputs, splits, dtype, tokens_dir, output, config)
@@ -249,15 +229,18 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
     }
     write_json_atomic(output / REPORT_FILE, report.as_dict())
     write_json_atomic(output / MANIFEST_FILE, manifest)
-    print(report.funnel())
+    if show:
+        print(report.funnel())
     return manifest
 
 
-def _process_inputs(config, inputs, directory, per_input_fp, report) -> None:
+def _process_inputs(config, inputs, directory, per_input_fp, report, show: bool) -> None:
     """Documents stage: each unfinished input is streamed through the worker pool into its work files."""
     todo = [item for item in inputs if not DocumentsFile(directory, item.id, per_input_fp[item.id]).done()]
     processor_args = (config.clean, config.filters, config.dedup.near, config.dedup.near.enabled)
-    progress = tqdm(total=len(inputs), initial=len(inputs) - len(todo), desc="read+clean+filter", unit="input")
+    progress = tqdm(
+        total=len(inputs), initial=len(inputs) - len(todo), desc="read+clean+filter", unit="input", disable=not show
+    )
     with ParallelProcessor(resolve_workers(config.num_workers) if todo else 0, *processor_args) as pool:
         for item in todo:
             _process_one_input(config, item, DocumentsFile(directory, item.id, per_input_fp[item.id]), pool)
@@ -283,13 +266,13 @@ def _process_one_input(config: DataPrepConfig, item: Input, files: DocumentsFile
         )
 
 
-def _deduplicate(config, inputs, documents_dir, per_input_fp, dedup_dir: Path, report: Report) -> dict:
+def _deduplicate(config, inputs, documents_dir, per_input_fp, dedup_dir: Path, report: Report, show: bool) -> dict:
     """One pass in pipeline order; returns input id -> boolean keep mask. Reused when already done."""
     done_marker = dedup_dir / "done.json"
     if not done_marker.is_file():
         finder = DuplicateFinder(config.dedup)
         with atomic_path(dedup_dir / DUPLICATES_FILE) as audit_tmp, open(audit_tmp, "w") as audit:
-            for item in tqdm(inputs, desc="dedup", unit="input"):
+            for item in tqdm(inputs, desc="dedup", unit="input", disable=not show):
                 files = DocumentsFile(documents_dir, item.id, per_input_fp[item.id])
                 mask = finder.process_input(files.documents(), files.signatures, audit)
                 with atomic_path(dedup_dir / f"{item.id}.keep.npy") as tmp:
@@ -321,11 +304,11 @@ def _training_sample(texts, report: Report, config: DataPrepConfig) -> list[str]
     return sample
 
 
-def _tokenize(inputs, kept_documents, tokenizer, eot, dtype, splits, tokens_dir: Path, config) -> dict:
+def _tokenize(inputs, kept_documents, tokenizer, eot, dtype, splits, tokens_dir: Path, config, show: bool) -> dict:
     """Tokens stage: per input, per split, the flat tokens and document lengths. Returns input id -> info."""
     parts = {}
     batch_size = config.shards.batch_documents
-    for item in tqdm(inputs, desc="tokenize", unit="input"):
+    for item in tqdm(inputs, desc="tokenize", unit="input", disable=not show):
         marker = tokens_dir / f"{item.id}.done.json"
         if not marker.is_file():
             info = {split: {"tokens": 0, "documents": 0, "bytes": 0} for split in splits}
