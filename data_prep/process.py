@@ -2,8 +2,7 @@
 
 The main process reads documents in order and hands them out in batches; ``multiprocessing``'s ordered
 ``imap`` returns the results in the same order, so the output never depends on the number of workers.
-Workers are started with ``spawn`` (safe after torch or CUDA were imported by a caller such as the Lightning
-data module) and build their filters once, in :func:`init_worker`.
+Workers build their filters once, in :func:`init_worker`.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -75,8 +75,19 @@ def _process_in_worker(batch: list[Document]) -> ProcessedBatch:
     return _worker_processor(batch)
 
 
+def _context():
+    """``fork`` where the platform has it (as PyTorch's DataLoader workers do): it needs no re-import of the
+    caller's ``__main__``, which ``spawn`` does and which fails for scripts fed on stdin. Elsewhere ``spawn``."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
 class ParallelProcessor:
-    """Maps :class:`DocumentProcessor` over batches with ``workers`` processes (inline when ``workers <= 1``)."""
+    """Maps :class:`DocumentProcessor` over batches with ``workers`` processes (inline when ``workers <= 1``).
+
+    A ``ProcessPoolExecutor`` rather than ``multiprocessing.Pool``: when a worker dies (killed, out of memory,
+    failing start-up) the executor raises ``BrokenProcessPool`` instead of silently respawning workers forever.
+    """
 
     def __init__(self, workers: int, *processor_args) -> None:
         self.workers = workers
@@ -84,27 +95,27 @@ class ParallelProcessor:
             self._inline = DocumentProcessor(*processor_args)
             self._pool = None
         else:
-            context = multiprocessing.get_context("spawn")
-            self._pool = context.Pool(workers, initializer=init_worker, initargs=processor_args)
+            self._pool = ProcessPoolExecutor(
+                workers, mp_context=_context(), initializer=init_worker, initargs=processor_args
+            )
 
     def map(self, batches: Iterable[list[Document]]) -> Iterator[ProcessedBatch]:
         """Results in input order. At most ``2 × workers`` batches are in flight, so memory stays bounded
-        however large the input (``Pool.imap`` would read the whole input ahead)."""
+        however large the input (``Executor.map`` would submit the whole input at once)."""
         if self._pool is None:
             yield from map(self._inline, batches)
             return
         pending: deque = deque()
         for batch in batches:
-            pending.append(self._pool.apply_async(_process_in_worker, (batch,)))
+            pending.append(self._pool.submit(_process_in_worker, batch))
             if len(pending) >= 2 * self.workers:
-                yield pending.popleft().get()
+                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> "ParallelProcessor":
         return self
