@@ -20,6 +20,7 @@ import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -305,27 +306,53 @@ def _training_sample(texts, report: Report, config: DataPrepConfig) -> list[str]
 
 
 def _tokenize(inputs, kept_documents, tokenizer, eot, dtype, splits, tokens_dir: Path, config, show: bool) -> dict:
-    """Tokens stage: per input, per split, the flat tokens and document lengths. Returns input id -> info."""
-    parts = {}
+    """Tokens stage: per input, per split, the flat tokens and document lengths. Returns input id -> info.
+
+    ``encode_batch`` is parallel inside one call, so small inputs (a source file each, typically) are encoded
+    together, ``shards.batch_documents`` documents per call; a large input streams through in such batches.
+    Each input still gets its own part files and completion marker, so a killed run resumes per input.
+    """
     batch_size = config.shards.batch_documents
-    for item in tqdm(inputs, desc="tokenize", unit="input", disable=not show):
-        marker = tokens_dir / f"{item.id}.done.json"
-        if not marker.is_file():
-            info = {split: {"tokens": 0, "documents": 0, "bytes": 0} for split in splits}
+    pending: list[tuple[Input, list]] = []  # small unfinished inputs waiting to be encoded together
+
+    def marker(item: Input) -> Path:
+        return tokens_dir / f"{item.id}.done.json"
+
+    def flush() -> None:
+        texts = [document.text for _, batch in pending for document, _, _ in batch]
+        tokens, lengths = encode_documents(tokenizer, texts, eot, dtype)
+        first_document = first_token = 0
+        for item, batch in pending:
+            count = int(lengths[first_document : first_document + len(batch)].sum())
             with _SplitPartWriters(tokens_dir, item.id, splits, dtype) as writers:
-                for batch in batched(kept_documents(item), batch_size):
-                    for split in splits:
-                        texts = [document.text for document, _, s in batch if s == split]
-                        if not texts:
-                            continue
-                        tokens, lengths = encode_documents(tokenizer, texts, eot, dtype)
-                        writers.write(split, tokens, lengths)
-                        info[split]["tokens"] += int(lengths.sum())
-                        info[split]["documents"] += len(texts)
-                        info[split]["bytes"] += sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
-            write_json_atomic(marker, info)
-        parts[item.id] = read_json(marker)
-    return parts
+                writers.write_batch(
+                    batch,
+                    tokens[first_token : first_token + count],
+                    lengths[first_document : first_document + len(batch)],
+                )
+            write_json_atomic(marker(item), writers.info)
+            first_document += len(batch)
+            first_token += count
+        pending.clear()
+
+    for item in tqdm(inputs, desc="tokenize", unit="input", disable=not show):
+        if marker(item).is_file():
+            continue
+        documents = kept_documents(item)
+        head = list(islice(documents, batch_size))
+        if len(head) < batch_size:
+            pending.append((item, head))
+            if sum(len(batch) for _, batch in pending) >= batch_size:
+                flush()
+            continue
+        with _SplitPartWriters(tokens_dir, item.id, splits, dtype) as writers:
+            for batch in chain([head], batched(documents, batch_size)):
+                tokens, lengths = encode_documents(tokenizer, [d.text for d, _, _ in batch], eot, dtype)
+                writers.write_batch(batch, tokens, lengths)
+        write_json_atomic(marker(item), writers.info)
+    if pending:
+        flush()
+    return {item.id: read_json(marker(item)) for item in inputs}
 
 
 class _SplitPartWriters:
@@ -337,16 +364,26 @@ class _SplitPartWriters:
             split: (directory / f"{input_id}.{split}.bin", directory / f"{input_id}.{split}.len") for split in splits
         }
         self.handles = {}
+        self.info = {split: {"tokens": 0, "documents": 0, "bytes": 0} for split in splits}
 
     def __enter__(self) -> "_SplitPartWriters":
         for split, (tokens_path, lengths_path) in self.paths.items():
             self.handles[split] = (open(_tmp(tokens_path), "wb"), open(_tmp(lengths_path), "wb"))
         return self
 
-    def write(self, split: str, tokens: np.ndarray, lengths: np.ndarray) -> None:
-        tokens_handle, lengths_handle = self.handles[split]
-        tokens_handle.write(tokens.tobytes())
-        lengths_handle.write(np.asarray(lengths, dtype=np.int64).tobytes())
+    def write_batch(self, batch: list, tokens: np.ndarray, lengths: np.ndarray) -> None:
+        """``batch``: (document, digest, split) triples; ``tokens``/``lengths``: their encoding, in order."""
+        assignments = np.array([split for _, _, split in batch])
+        for split, (tokens_handle, lengths_handle) in self.handles.items():
+            selected = assignments == split
+            if not selected.any():
+                continue
+            tokens_handle.write(tokens[np.repeat(selected, lengths)].tobytes())
+            lengths_handle.write(lengths[selected].astype(np.int64).tobytes())
+            info = self.info[split]
+            info["tokens"] += int(lengths[selected].sum())
+            info["documents"] += int(selected.sum())
+            info["bytes"] += sum(len(d.text.encode("utf-8", "surrogatepass")) for d, _, s in batch if s == split)
 
     def __exit__(self, exc_type, *exc) -> None:
         for tokens_handle, lengths_handle in self.handles.values():

@@ -229,7 +229,9 @@ def _walk_directory(root: Path, read: ReadConfig) -> list[Input]:
         here = Path(directory)
         subdirectories.sort()
         for name in list(subdirectories):
-            if _is_saved_dataset(here / name):
+            if _excluded_directory(here / name, root, read):
+                subdirectories.remove(name)  # e.g. site-packages/*: do not walk what would all be excluded
+            elif _is_saved_dataset(here / name):
                 subdirectories.remove(name)
                 if _selected(here / name, root, read):
                     found.append(_make_input(here / name, "hf_dataset"))
@@ -242,6 +244,13 @@ def _walk_directory(root: Path, read: ReadConfig) -> list[Input]:
 
 def _selected(path: Path, root: Path, read: ReadConfig) -> bool:
     return _matches(path.name, read.include) and not _matches(path.relative_to(root).as_posix(), read.exclude)
+
+
+def _excluded_directory(path: Path, root: Path, read: ReadConfig) -> bool:
+    """True when an exclude pattern matches every possible file below ``path`` (a pattern ending in ``*``):
+    probed with a one-character and a long name no real file has."""
+    relative = path.relative_to(root).as_posix()
+    return all(_matches(f"{relative}/{probe}", read.exclude) for probe in ("\x00", "\x00" * 64))
 
 
 def _matches(path: str, patterns: list[str]) -> bool:

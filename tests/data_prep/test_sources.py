@@ -3,6 +3,7 @@ import gzip
 import io
 import json
 import lzma
+import os
 import pickle
 import re
 import tracemalloc
@@ -565,3 +566,22 @@ def test_unreadable_directory_input_names_the_file(tmp_path):
     item = Input(id="x", path=str(tmp_path), kind="text")
     with pytest.raises(DataPrepError, match=r"cannot read '.*': Is a directory; fix its permissions"):
         list(read_input(item, ReadConfig(), ReadStats()))
+
+
+def test_excluded_directories_are_not_walked(tmp_path, monkeypatch):
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "a.py").write_text("x = 1")
+    (tmp_path / "site-packages" / "pkg").mkdir(parents=True)
+    (tmp_path / "site-packages" / "pkg" / "b.py").write_text("y = 2")
+    walked = []
+    real_walk = os.walk
+
+    def recording_walk(top, *args, **kwargs):
+        for directory, subdirectories, files in real_walk(top, *args, **kwargs):
+            walked.append(Path(directory).name)
+            yield directory, subdirectories, files
+
+    monkeypatch.setattr(os, "walk", recording_walk)
+    files = expand_sources([str(tmp_path)], ReadConfig(include=["*.py"], exclude=["site-packages/*"]))
+    assert [f.name for f in files] == ["a.py"]
+    assert "site-packages" not in walked and "pkg" not in walked
