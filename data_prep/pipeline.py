@@ -98,7 +98,9 @@ def _stage_fingerprints(config: DataPrepConfig, inputs: list[Input]) -> dict:
     documents = fingerprint(FORMAT_VERSION, config.read, config.clean, config.filters, signature_keys)
     per_input = {item.id: fingerprint(documents, _input_identity(item)) for item in inputs}
     dedup = fingerprint(sorted(per_input.items()), config.dedup)
-    tokenizer = fingerprint(dedup, config.split, config.tokenizer)
+    pretrained = config.tokenizer.pretrained
+    pretrained_files = _input_identity_of_path(Path(pretrained)) if pretrained else None
+    tokenizer = fingerprint(dedup, config.split, config.tokenizer, pretrained_files)
     tokens = fingerprint(tokenizer, config.split)
     shards = fingerprint(tokens, config.shards)
     return {"documents": per_input, "dedup": dedup, "tokenizer": tokenizer, "tokens": tokens, "shards": shards}
@@ -106,10 +108,13 @@ def _stage_fingerprints(config: DataPrepConfig, inputs: list[Input]) -> dict:
 
 def _input_identity(item: Input) -> list:
     """Path, size and modification time of the input (of every file inside it, for a directory input)."""
-    path = Path(item.path)
+    return _input_identity_of_path(Path(item.path))
+
+
+def _input_identity_of_path(path: Path) -> list:
     if path.is_dir():
         return [file_identity(p) for p in sorted(path.rglob("*")) if p.is_file()]
-    return file_identity(path) if path.exists() else [str(item.path)]
+    return file_identity(path) if path.exists() else [str(path)]
 
 
 def _finished_dataset(output: Path, expected: str) -> dict | None:
@@ -189,7 +194,12 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
             config.tokenizer, tokenizer_dir, lambda: _training_sample(train_texts, report, config), show
         )
     eot = end_of_text_id(tokenizer, config.tokenizer)
-    dtype = dtype_for_vocab(max(config.tokenizer.vocab_size, tokenizer.get_vocab_size()))
+    # The model's embedding rows: the configured size for a trained tokenizer (it may come out a little smaller
+    # on a small corpus, and the model shape should not depend on that), the real size for a pretrained one.
+    vocab_size = tokenizer.get_vocab_size()
+    if config.tokenizer.pretrained is None:
+        vocab_size = max(config.tokenizer.vocab_size, vocab_size)
+    dtype = dtype_for_vocab(vocab_size)
 
     with report.stage("tokens"):
         tokens_dir = work / f"tokens.{fingerprints['tokens']}"
@@ -213,7 +223,7 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
     manifest = {
         "format_version": FORMAT_VERSION,
         "dtype": dtype.name,
-        "vocab_size": max(config.tokenizer.vocab_size, tokenizer.get_vocab_size()),
+        "vocab_size": vocab_size,
         "end_of_text_id": eot,
         "tokenizer": {
             **tokenizer_info,
@@ -299,7 +309,7 @@ def _training_sample(texts, report: Report, config: DataPrepConfig) -> list[str]
         if fraction < 1.0 and int(index * fraction) == int((index + 1) * fraction):
             continue
         sample.append(text)
-        total += len(text)
+        total += len(text.encode("utf-8", "surrogatepass"))
         if total >= config.tokenizer.sample_bytes:
             break
     return sample

@@ -28,9 +28,12 @@ Throughput and parallelism. ``encode_batch`` spreads the documents of one call o
 * do not call it from a process that was *forked* after this process had already encoded a batch: tokenizers
   then turns parallelism off in the child (to avoid a deadlock) and it encodes on one core.
   ``TOKENIZERS_PARALLELISM=false`` has the same effect;
-* in worker processes (``spawn``, as :mod:`data_prep.process` uses), give each worker one Rayon thread
-  (``RAYON_NUM_THREADS=1`` before its first encode) and start one worker per core, rather than N workers of N
-  threads each.
+* to encode in worker processes instead (spawned, or forked before this process encoded anything), give each
+  worker one Rayon thread (``RAYON_NUM_THREADS=1`` before its first encode) and start one per core, rather
+  than N workers of N threads each.
+
+The pipeline encodes in its main process, after the document workers of :mod:`data_prep.process` (which do
+not tokenize) are done.
 """
 
 from __future__ import annotations

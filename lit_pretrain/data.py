@@ -21,6 +21,7 @@ from data_prep.config import DataPrepConfig
 from data_prep.errors import DataPrepError
 from data_prep.pipeline import prepare
 from data_prep.shards import MANIFEST_FILE, read_manifest, read_tokens, shard_token_count
+from data_prep.tokenizer import load_tokenizer
 from lit_pretrain.errors import ConfigError
 
 
@@ -156,7 +157,10 @@ class PretrainDataModule(L.LightningDataModule):
             return int(read_manifest(self.dataset_dir)["vocab_size"])
         if self.prepare_config is None:
             raise ConfigError(f"'{self.dataset_dir / MANIFEST_FILE}' does not exist and data.prepare_config is null")
-        return self._prep_config().tokenizer.vocab_size
+        tokenizer = self._prep_config().tokenizer
+        if tokenizer.pretrained is not None:  # the model gets exactly the pretrained tokenizer's size
+            return load_tokenizer(tokenizer.pretrained).get_vocab_size()
+        return tokenizer.vocab_size
 
     def prepare_data(self) -> None:
         """Runs on one process per node, before ``setup``: build the dataset if it is not there yet."""
