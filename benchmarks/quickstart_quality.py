@@ -62,6 +62,9 @@ def run_quickstart(log_root: Path) -> tuple[float, float]:
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(result.stderr[-3000:])
+    for line in result.stdout.splitlines():  # the validation trajectory, for the README's table
+        if re.match(r"step \d+: val_loss", line):
+            print(f"  quickstart {line}")
     bpb = [float(x) for x in re.findall(r"val_bpb ([0-9.]+)", result.stdout)]
     return bpb[-1], seconds
 

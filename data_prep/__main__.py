@@ -29,11 +29,10 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parsed = parser.parse_args(argv)
-    config = parser.instantiate_classes(parsed)
-    values = {key: value for key, value in vars(config).items() if key != "config"}
+    values = parser.parse_args(argv).as_dict()
+    values.pop("config", None)
     try:
-        manifest = prepare(DataPrepConfig(**values))
+        manifest = prepare(DataPrepConfig.from_dict(values))
     except DataPrepError as error:
         sys.stderr.write(f"error: {error}\n")
         return 1

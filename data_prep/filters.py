@@ -134,7 +134,7 @@ class C4Config:
     )
     """Case-insensitive phrases that mark a cookie or policy line (the C4 code's list)."""
     drop_lorem_ipsum: bool = True
-    """Drop documents with "lorem ipsum" in a kept line (placeholder text)."""
+    """Drop documents with "lorem ipsum" in a kept line (filler text)."""
     drop_curly_bracket: bool = True
     """Drop documents with ``{`` in a kept line (likely code)."""
     min_sentences: int = 3
