@@ -17,9 +17,10 @@ import zstandard
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from data_prep import sources
+from data_prep import compression, readers, sources
 from data_prep.config import ReadConfig
 from data_prep.errors import DataPrepError
+from data_prep.readers import read_documents, read_input
 from data_prep.sources import (
     Document,
     Input,
@@ -28,8 +29,6 @@ from data_prep.sources import (
     expand_variables,
     input_for_path,
     list_inputs,
-    read_documents,
-    read_input,
 )
 
 
@@ -249,7 +248,7 @@ def test_json_array_records_carry_their_index(tmp_path):
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64])
 def test_json_array_parser_handles_records_split_across_reads(tmp_path, monkeypatch, chunk):
-    monkeypatch.setattr(sources, "JSON_READ_CHARS", chunk)
+    monkeypatch.setattr(readers, "JSON_READ_CHARS", chunk)
     records = [{"text": f'record {i} \\ " \u00e9 \U0001f600', "n": 10**i} for i in range(12)]
     path = write(tmp_path / "r.json", " \n[" + " ,\n ".join(json.dumps(r) for r in records) + "]\n")
     documents, _ = read_all([path])
@@ -295,18 +294,18 @@ def test_bad_json_names_the_file_and_record(tmp_path, content, message):
 
 
 def test_invalid_json_mid_file_fails_without_reading_to_the_end(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "JSON_READ_CHARS", 64)
+    monkeypatch.setattr(readers, "JSON_READ_CHARS", 64)
     records = ",".join(json.dumps({"text": "x" * 10}) for _ in range(20_000))
     path = write(tmp_path / "r.json", '[{"text": "a"}, {"text": nope}, ' + records + "]")
     stats = ReadStats()
     with pytest.raises(DataPrepError, match=r"record 1: invalid JSON \(Expecting value\)"):
         list(read_input(input_for_path(path), ReadConfig(), stats))
-    assert stats.bytes < sources.STREAM_BUFFER_BYTES + 64
+    assert stats.bytes < compression.STREAM_BUFFER_BYTES + 64
 
 
 # -- Parquet --------------------------------------------------------------------------------------------------------
 def test_parquet_rows_are_read_by_batches_with_their_row_index(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 2)
+    monkeypatch.setattr(readers, "PARQUET_BATCH_ROWS", 2)
     texts = ["a", "bb", None, "dddd", "é"]
     table = pa.table({"id": list(range(5)), "content": texts})
     path = tmp_path / "t.parquet"
@@ -344,7 +343,7 @@ def save_dataset(path: Path, columns: dict) -> Path:
 
 
 def test_saved_dataset_directory_is_one_input_read_row_by_row(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 2)
+    monkeypatch.setattr(readers, "PARQUET_BATCH_ROWS", 2)
     corpus = tmp_path / "corpus"
     save_dataset(corpus / "ds", {"text": ["r0", "r1", None, "r3", "r4"], "n": [0, 1, 2, 3, 4]})
     write(corpus / "notes.txt", "notes")
@@ -490,7 +489,7 @@ def big_jsonl_gz(path: Path, records: int = 200_000) -> tuple[Path, int]:
 
 def test_first_document_of_a_large_compressed_jsonl_is_read_without_reading_the_file(tmp_path):
     path, size = big_jsonl_gz(tmp_path / "big.jsonl.gz")
-    assert size > 20 * sources.STREAM_BUFFER_BYTES
+    assert size > 20 * compression.STREAM_BUFFER_BYTES
     stats = ReadStats()
     tracemalloc.start()
     try:
@@ -500,14 +499,14 @@ def test_first_document_of_a_large_compressed_jsonl_is_read_without_reading_the_
     finally:
         tracemalloc.stop()
     assert first.text.startswith("document number 0 ") and first.position == 1
-    assert stats.bytes <= 2 * sources.STREAM_BUFFER_BYTES < size // 10
-    assert peak < 4 * sources.STREAM_BUFFER_BYTES
+    assert stats.bytes <= 2 * compression.STREAM_BUFFER_BYTES < size // 10
+    assert peak < 4 * compression.STREAM_BUFFER_BYTES
     documents.close()
 
 
 def test_whole_large_inputs_stream_in_bounded_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "STREAM_BUFFER_BYTES", 1 << 16)
-    monkeypatch.setattr(sources, "JSON_READ_CHARS", 1 << 16)
+    monkeypatch.setattr(compression, "STREAM_BUFFER_BYTES", 1 << 16)
+    monkeypatch.setattr(readers, "JSON_READ_CHARS", 1 << 16)
     path, size = big_jsonl_gz(tmp_path / "big.jsonl.gz", records=100_000)
     array_path = tmp_path / "big.json.gz"
     with gzip.open(path) as source, gzip.open(array_path, "wb", compresslevel=1) as target:
