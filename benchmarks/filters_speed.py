@@ -23,7 +23,8 @@ from collections import Counter
 from pathlib import Path
 
 from data_prep.clean import CleanConfig, clean_text
-from data_prep.filters import FILTER_ORDER, FilterConfig, LanguageIdentifier, QualityFilters
+from data_prep.filter_config import FILTER_ORDER, FilterConfig
+from data_prep.filters import LanguageIdentifier, QualityFilters
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 HEADING_UNDERLINE = re.compile(r"\n[^\n]+\n[=*\-]{4,}\n")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from data_prep.clean import CleanConfig
 from data_prep.dedup import DedupConfig
 from data_prep.errors import DataPrepError
-from data_prep.filters import FilterConfig
+from data_prep.filter_config import FilterConfig
 from data_prep.shards import ShardConfig
 from data_prep.sources import ReadConfig
 from data_prep.split import SplitConfig

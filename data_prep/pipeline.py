@@ -33,9 +33,9 @@ from data_prep.dedup import DuplicateFinder
 from data_prep.errors import DataPrepError
 from data_prep.near_dedup import SIGNATURE_FIELDS
 from data_prep.process import ParallelProcessor, ProcessedBatch
+from data_prep.readers import read_input
 from data_prep.report import Report
 from data_prep.shards import FORMAT_VERSION, MANIFEST_FILE, ShardWriter, dtype_for_vocab, read_manifest
-from data_prep.readers import read_input
 from data_prep.sources import Document, Input, ReadStats, list_inputs
 from data_prep.split import TRAIN, assign_split
 from data_prep.tokenizer import (

@@ -17,7 +17,8 @@ import numpy as np
 
 from data_prep.clean import CleanConfig, clean_text
 from data_prep.dedup import text_digest
-from data_prep.filters import FilterConfig, QualityFilters
+from data_prep.filter_config import FilterConfig
+from data_prep.filters import QualityFilters
 from data_prep.near_dedup import NearDedupConfig, signatures
 from data_prep.sources import Document
 
