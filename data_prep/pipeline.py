@@ -35,7 +35,7 @@ from data_prep.near_dedup import SIGNATURE_FIELDS
 from data_prep.process import ParallelProcessor, ProcessedBatch
 from data_prep.readers import read_input
 from data_prep.report import Report
-from data_prep.shards import FORMAT_VERSION, MANIFEST_FILE, ShardWriter, dtype_for_vocab, read_manifest
+from data_prep.shards import FORMAT_VERSION, MANIFEST_FILE, ShardWriter, dtype_for_vocab, read_manifest, sha256_file
 from data_prep.sources import Document, Input, ReadStats, list_inputs
 from data_prep.split import TRAIN, assign_split
 from data_prep.tokenizer import (
@@ -230,7 +230,7 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
             **tokenizer_info,
             "file": TOKENIZER_FILE,
             "hf_dir": HF_TOKENIZER_DIR,
-            "sha256": _sha256(output / TOKENIZER_FILE),
+            "sha256": sha256_file(output / TOKENIZER_FILE),
         },
         "splits": split_info,
         "sources": list(config.sources),
@@ -241,6 +241,7 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
     }
     write_json_atomic(output / REPORT_FILE, report.as_dict())
     write_json_atomic(output / MANIFEST_FILE, manifest)
+    _prune_work(work, fingerprints, {dedup_dir, tokenizer_dir, tokens_dir})
     if show:
         print(report.funnel())
     return manifest
@@ -442,16 +443,26 @@ def _pack(parts: dict, inputs: list[Input], splits, dtype, tokens_dir: Path, out
     return split_info
 
 
+def _prune_work(work: Path, fingerprints: dict, current_dirs: set[Path]) -> None:
+    """After a finished run, drop work files of other configurations or inputs, so repeated runs with changing
+    configs do not pile up copies of the corpus. The current run's work files stay for the next re-run."""
+    documents_dir = work / "documents"
+    current = set()
+    for input_id, fingerprint_ in fingerprints["documents"].items():
+        files = DocumentsFile(documents_dir, input_id, fingerprint_)
+        current |= {files.jsonl.name, files.signatures.name, files.stats.name}
+    for path in documents_dir.iterdir():
+        if path.name not in current:
+            path.unlink()
+    for path in work.iterdir():
+        if path.is_dir() and path.name != "documents" and path not in current_dirs:
+            shutil.rmtree(path)
+
+
 def _replace_tree(source: Path, destination: Path) -> None:
     if destination.exists():
         shutil.rmtree(destination)
     shutil.copytree(source, destination)
-
-
-def _sha256(path: Path) -> str:
-    from data_prep.shards import sha256_file
-
-    return sha256_file(path)
 
 
 def summary(manifest: dict) -> str:

@@ -105,6 +105,7 @@ def test_rerun_reuses_finished_output_and_config_changes_redo_only_affected_stag
     config.tokenizer.vocab_size = 400
     second = prepare(config, show_progress=False)
     assert second["fingerprint"] != first["fingerprint"] and second["vocab_size"] == 400
+    assert len(list((tmp_path / "out" / "work").glob("tokenizer.*"))) == 1  # the old configuration's files pruned
     monkeypatch.undo()
 
     # A cleaning key changes every document: that stage is redone.
@@ -112,6 +113,7 @@ def test_rerun_reuses_finished_output_and_config_changes_redo_only_affected_stag
     third = prepare(config, show_progress=False)
     assert third["stats"]["removed"]["min_chars"] > 0
     assert third["stats"]["documents"]["kept"] < second["stats"]["documents"]["kept"]
+    assert len(list((tmp_path / "out" / "work" / "documents").glob("*.jsonl"))) == third["inputs"]
 
 
 def test_crash_leaves_no_finished_looking_dataset_and_the_rerun_completes(tmp_path, stdlib_corpus, monkeypatch):
