@@ -204,7 +204,7 @@ class _JsonRecords:
     def _maybe_cut_off(self, error: json.JSONDecodeError) -> bool:
         """Whether the error can come from the record continuing past the buffer (then read on) rather than from
         invalid JSON (then fail now, without reading the rest of the file): an unterminated string, or an
-        error within the last few characters (a cut ``\\uXXXX`` escape is the longest such tail)."""
+        error within the last few characters (a cut six-character ``\\u`` escape is the longest such tail)."""
         return error.msg.startswith("Unterminated string") or error.pos >= len(self._buffer) - 6
 
     def __iter__(self) -> Iterator[tuple[int, object]]:
