@@ -7,12 +7,12 @@ module composes them into :class:`DataPrepConfig`, which is what ``python -m dat
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 
 from data_prep.clean import CleanConfig
 from data_prep.dedup import DedupConfig
-from data_prep.errors import DataPrepError
 from data_prep.filter_config import FilterConfig
+from data_prep.sections import build_section
 from data_prep.shards import ShardConfig
 from data_prep.sources import ReadConfig
 from data_prep.split import SplitConfig
@@ -44,25 +44,7 @@ class DataPrepConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "DataPrepConfig":
         """Build from a plain (e.g. YAML-loaded) dict; unknown keys raise ``DataPrepError`` naming them."""
-        return _build(cls, values or {}, prefix="")
-
-
-def _build(cls, values: dict, prefix: str):
-    """Instantiate dataclass ``cls`` from a nested dict, recursing into nested dataclass sections."""
-    known = {f.name: f for f in fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if key not in known:
-            raise DataPrepError(f"unknown data_prep config key '{name}'; expected one of {sorted(known)}")
-        section = known[key].default_factory
-        if is_dataclass(section) and isinstance(value, dict):
-            kwargs[key] = _build(section, value, prefix=f"{name}.")
-        elif is_dataclass(section) and value is None:
-            kwargs[key] = section()
-        else:
-            kwargs[key] = value
-    return cls(**kwargs)
+        return build_section(cls, values or {}, prefix="")
 
 
 # Keys that change where or how fast output is written, never what is written.

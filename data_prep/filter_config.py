@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal, Optional
 
 from data_prep.errors import DataPrepError
+from data_prep.sections import build_section
 
 
 @dataclass
@@ -267,18 +268,11 @@ class FilterConfig:
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise DataPrepError(f"filters.profile is '{self.profile}'; expected one of {list(PROFILES)}")
-        # Plain dicts (from YAML through DataPrepConfig.from_dict) become their sections, unknown keys named.
+        # Plain dicts (sections given as keyword arguments from Python) become their sections, unknown keys named.
         for section in fields(self):
             value = getattr(self, section.name)
             if isinstance(value, dict):
-                section_type = type(section.default_factory())
-                known = {f.name for f in fields(section_type)}
-                unknown = sorted(set(value) - known)
-                if unknown:
-                    raise DataPrepError(
-                        f"unknown config key 'filters.{section.name}.{unknown[0]}'; expected one of {sorted(known)}"
-                    )
-                setattr(self, section.name, section_type(**value))
+                setattr(self, section.name, build_section(section.default_factory, value, f"filters.{section.name}."))
         for key in ("max_top_ngram_char_fraction", "max_duplicate_ngram_char_fraction"):
             raw = getattr(self.gopher_repetition, key)
             try:  # YAML gives int keys, JSON string keys
