@@ -217,6 +217,39 @@ def _load_pretrained(path: str | Path, key: str = "tokenizer"):
     return backend, hf_tokenizer
 
 
+def _pretrained_roles(tokenizer: Tokenizer, hf_tokenizer, config: TokenizerConfig) -> dict[str, str]:
+    """Hugging Face role -> token of a loaded tokenizer: a directory's own roles, or those of ``config.kind``
+    that a bare ``tokenizer.json`` has."""
+    if hf_tokenizer is None:
+        return _present_roles(tokenizer, config.end_of_text, config.kind)
+    return {k: str(v) for k, v in hf_tokenizer.special_tokens_map.items() if isinstance(v, str)}
+
+
+def role_token_ids(tokenizer: Tokenizer, roles: dict[str, str], end_of_text_id: int) -> dict[str, int]:
+    """The ids the model and its samplers need, named as in a ``transformers`` config: ``end_of_text_id``
+    (the document separator in the shards) and ``<role>_id`` for each role whose token the tokenizer has
+    (``bos_token_id``, ``eos_token_id``, ``pad_token_id``, ``mask_token_id``, ``cls_token_id``, ...)."""
+    ids = {"end_of_text_id": int(end_of_text_id)}
+    for role, token in sorted(roles.items()):
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            ids[f"{role}_id"] = int(token_id)
+    return ids
+
+
+def planned_token_ids(config: TokenizerConfig) -> dict[str, int]:
+    """:func:`role_token_ids` of the tokenizer ``config`` will produce, known before any data is read: a
+    trained tokenizer's ids are fixed by its kind; a pretrained one is loaded (not trained) to look them up."""
+    check_config(config)
+    if config.pretrained is None:
+        order = special_tokens(config)  # the id of a trained special token is its place in this list
+        roles = _hf_roles(config.end_of_text, config.kind)
+        return {"end_of_text_id": 0, **{f"{role}_id": order.index(token) for role, token in sorted(roles.items())}}
+    tokenizer, hf_tokenizer = _load_pretrained(config.pretrained, "tokenizer.pretrained")
+    roles = _pretrained_roles(tokenizer, hf_tokenizer, config)
+    return role_token_ids(tokenizer, roles, end_of_text_id(tokenizer, config))
+
+
 def _one_line(error: BaseException, limit: int = 300) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -286,11 +319,10 @@ def _build(config: TokenizerConfig, directory: Path, training_texts, show_progre
             end_of_text_id(tokenizer, config)  # fail now, naming the token, rather than after saving
             if hf_tokenizer is None:  # a bare tokenizer.json: give it the roles of its kind
                 save_tokenizer(tokenizer, tmp, config.end_of_text, config.kind)
-                roles = _present_roles(tokenizer, config.end_of_text, config.kind)
             else:  # keep the directory's own special tokens and settings
                 tokenizer.save(str(tmp / TOKENIZER_FILE))
                 hf_tokenizer.save_pretrained(str(tmp / HF_TOKENIZER_DIR))
-                roles = {k: str(v) for k, v in hf_tokenizer.special_tokens_map.items() if isinstance(v, str)}
+            roles = _pretrained_roles(tokenizer, hf_tokenizer, config)
         else:
             texts = sample_for_training(training_texts(), config.sample_bytes)
             if not texts:

@@ -6,7 +6,8 @@ module's and data module's keys it always has:
 * ``checkpoint``: a ``ModelCheckpoint`` (``--checkpoint.every_n_train_steps``, ``--checkpoint.dirpath``,
   ``--checkpoint.save_last``), writing into ``<run dir>/checkpoints`` so ``--ckpt_path last`` finds them;
 * ``sample``: :class:`GenerateSample`, printing a generation for ``--sample.prompt`` when fit ends;
-* links ``data.seq_len -> model.seq_len`` and ``data.vocab_size -> model.vocab_size``.
+* links ``data.seq_len -> model.seq_len``, ``data.vocab_size -> model.vocab_size`` and
+  ``data.token_ids -> model.token_ids`` (the tokenizer's special ids).
 
 The run directory is the TensorBoard logger's ``save_dir/name`` (a fixed ``version: ""``), so a restart with
 the same config logs, checkpoints and saves ``config.yaml`` into the same place.
@@ -45,8 +46,10 @@ class PretrainCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500})
         parser.add_lightning_class_args(GenerateSample, "sample")
         parser.link_arguments("data.seq_len", "model.seq_len")
-        # The data module knows its vocabulary size in __init__ (from the manifest or the data_prep config).
+        # The data module knows its vocabulary size and special-token ids in __init__ (from the manifest or the
+        # data_prep config), so the model config, the objective and the sampler all get the tokenizer's own ids.
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.token_ids", "model.token_ids", apply_on="instantiate")
 
 
 def main(args: list[str] | None = None) -> None:

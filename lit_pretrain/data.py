@@ -21,7 +21,7 @@ from data_prep.config import DataPrepConfig
 from data_prep.errors import DataPrepError
 from data_prep.pipeline import prepare
 from data_prep.shards import MANIFEST_FILE, read_manifest, read_tokens, shard_token_count
-from data_prep.tokenizer import load_tokenizer
+from data_prep.tokenizer import load_tokenizer, planned_token_ids, role_token_ids
 from lit_pretrain.errors import ConfigError
 
 
@@ -43,8 +43,8 @@ class WindowDataset(Dataset):
         shard = int(np.searchsorted(self.first_window, index, side="right") - 1)
         start = (index - int(self.first_window[shard])) * self.seq_len
         tokens = read_tokens(self.paths[shard], self.dtype, start, self.seq_len)
-        input_ids = torch.from_numpy(tokens.astype(np.int64))
-        return {"input_ids": input_ids, "labels": input_ids}
+        # Inputs only: labels (and any masking) are the objective's business, per batch.
+        return {"input_ids": torch.from_numpy(tokens.astype(np.int64))}
 
 
 class ResumableWindowSampler(DistributedSampler):
@@ -82,7 +82,7 @@ class ResumableDataLoader(DataLoader):
     """A DataLoader whose ``state_dict`` is the global position of the next unseen sample.
 
     Lightning saves this state in checkpoints and restores it before iterating (Lightning >= 2.2). Consumption
-    is counted by :meth:`PretrainDataModule.on_before_batch_transfer`, i.e. when the training loop takes a batch,
+    is counted by :meth:`PretrainDataModule.on_after_batch_transfer`, i.e. when the training loop takes a batch,
     not when the loader (or Lightning's one-batch prefetch) produces it.
     """
 
@@ -137,8 +137,9 @@ class PretrainDataModule(L.LightningDataModule):
         self.seq_len, self.batch_size, self.num_workers, self.seed = seq_len, batch_size, num_workers, seed
         self.manifest: dict | None = None
         self._train_loader: ResumableDataLoader | None = None
-        # Known now (not in setup) so LightningCLI can link it to the model at instantiation.
+        # Known now (not in setup) so LightningCLI can link them to the model at instantiation.
         self.vocab_size = self._planned_vocab_size()
+        self.token_ids = self._planned_token_ids()
 
     # -- preparation ---------------------------------------------------------------------------------------
     def _prep_config(self) -> DataPrepConfig:
@@ -162,6 +163,16 @@ class PretrainDataModule(L.LightningDataModule):
             return load_tokenizer(tokenizer.pretrained).get_vocab_size()
         return tokenizer.vocab_size
 
+    def _planned_token_ids(self) -> dict[str, int]:
+        """The tokenizer's special ids (``end_of_text_id``, ``<role>_id``), from the prepared dataset or, before
+        it exists, from the data_prep config (fixed by the tokenizer kind, or read from a pretrained one)."""
+        try:
+            if (self.dataset_dir / MANIFEST_FILE).is_file():
+                return manifest_token_ids(self.dataset_dir, read_manifest(self.dataset_dir))
+            return planned_token_ids(self._prep_config().tokenizer)
+        except DataPrepError as error:
+            raise ConfigError(str(error)) from error
+
     def prepare_data(self) -> None:
         """Runs on one process per node, before ``setup``: build the dataset if it is not there yet."""
         if (self.dataset_dir / MANIFEST_FILE).is_file() or self.prepare_config is None:
@@ -179,6 +190,12 @@ class PretrainDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"'{self.dataset_dir / MANIFEST_FILE}' was prepared with vocab_size {self.manifest['vocab_size']} but "
                 f"this run was configured for {self.vocab_size}; restart so both agree"
+            )
+        prepared_ids = manifest_token_ids(self.dataset_dir, self.manifest)
+        if prepared_ids != self.token_ids:
+            raise ConfigError(
+                f"'{self.dataset_dir / MANIFEST_FILE}' was prepared with special token ids {prepared_ids} but this "
+                f"run was configured for {self.token_ids}; restart so both agree"
             )
         self.train_dataset = self._windows("train")
         self.val_dataset = self._windows("val")
@@ -240,9 +257,18 @@ class PretrainDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
 
-    def on_before_batch_transfer(self, batch, dataloader_idx: int):
-        """Called once per batch the training loop actually takes: count it towards the resume position."""
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Called once per batch the training loop actually takes: count it towards the resume position.
+
+        (``on_before_batch_transfer`` is the module's: its objective transforms the batch there.)"""
         trainer = self.trainer
         if trainer is not None and trainer.training and self._train_loader is not None:
             self._train_loader.mark_consumed(batch["input_ids"].shape[0] * trainer.world_size)
         return batch
+
+
+def manifest_token_ids(directory: Path, manifest: dict) -> dict[str, int]:
+    """The special ids of a prepared dataset's tokenizer (see ``data_prep.tokenizer.role_token_ids``)."""
+    info = manifest["tokenizer"]
+    tokenizer = load_tokenizer(Path(directory) / info["file"])
+    return role_token_ids(tokenizer, info.get("roles", {}), manifest["end_of_text_id"])

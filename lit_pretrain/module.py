@@ -1,14 +1,16 @@
 """The LightningModule: owns the model, the objective, the optimizer and the learning-rate schedule.
 
-One training step reads top to bottom: ``batch["input_ids"]`` (B, T) -> model logits (B, T, V) -> the
-objective's (loss sum, token count) -> mean loss for backward. Validation accumulates token-weighted sums so
-``val_loss`` is the exact mean over every validation token, ``val_ppl = exp(val_loss)`` and
-``val_bpb = val_loss / ln 2 / bytes_per_token``.
+One training step reads top to bottom: ``batch["input_ids"]`` (B, T) from the data module -> the objective's
+transform (on the CPU, in ``on_before_batch_transfer``: nothing for CLM, masking for MLM) -> the objective's
+loss, a (loss sum, token count) pair -> mean loss for backward. Validation accumulates token-weighted sums so
+``val_loss`` is the exact mean over every counted validation token (every next token for CLM, every masked
+token for MLM), ``val_ppl = exp(val_loss)`` and ``val_bpb = val_loss / ln 2 / bytes_per_token``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal
 
 import lightning as L
@@ -16,21 +18,50 @@ import torch
 from torchmetrics import SumMetric
 
 from lit_pretrain.errors import ConfigError
-from lit_pretrain.models import build_config, build_model, max_positions
-from lit_pretrain.objectives import OBJECTIVES
+from lit_pretrain.models import (
+    PRESETS,
+    build_config,
+    build_model,
+    check_attention,
+    check_same_vocabulary,
+    load_pretrained_config,
+    max_positions,
+    supports,
+)
+from lit_pretrain.objectives import build_objective
 from lit_pretrain.optim import build_optimizer, warmup_cosine
+
+# The objective's transform lives in this module's on_before_batch_transfer while the data module counts
+# consumed batches in on_after_batch_transfer; Lightning warns that the module's hook wins, which is intended.
+warnings.filterwarnings("ignore", message=r"You have overridden `on_before_batch_transfer` in `LightningModule`")
+
+# What a module built without the dataset's ids assumes: our trained tokenizers' end of text, id 0.
+DEFAULT_TOKEN_IDS = {"end_of_text_id": 0}
 
 
 class PretrainModule(L.LightningModule):
-    """Pretrains a ``transformers`` causal LM from scratch.
+    """Pretrains a ``transformers`` causal LM (``objective: clm``) or masked LM (``objective: mlm``), from
+    scratch or from the weights of a local Hugging Face model directory (continued pretraining).
 
     Args:
         preset: Size preset name (see ``lit_pretrain.models.PRESETS``), or None to use ``config`` alone.
+            Ignored when ``init_from`` is set.
         config: Architecture config keys applied over the preset (e.g. ``{n_layer: 6}``); with no preset it
-            must include ``model_type``.
+            must include ``model_type``. With ``init_from``, keys applied over that model's config.
         vocab_size: Embedding rows; linked from ``data.vocab_size`` by the CLI.
         seq_len: Training sequence length; linked from ``data.seq_len`` and checked against the positions.
-        objective: Training objective name (``clm``).
+        objective: ``clm`` (next-token prediction) or ``mlm`` (BERT masking; needs a tokenizer with a mask
+            token, e.g. ``tokenizer.kind: mlm``).
+        mlm_probability: Share of non-special tokens selected as MLM targets (80 % masked, 10 % random, 10 %
+            kept). Validation uses the same rate, so keep it fixed within a comparison.
+        mask_seed: Seed of the MLM masks (training masks also depend on the step, validation masks on the window).
+        token_ids: The dataset tokenizer's special ids (``end_of_text_id``, ``bos_token_id``, ``mask_token_id``,
+            ...); linked from ``data.token_ids`` by the CLI. They set the model config's bos / eos / pad and
+            what the objective and the sampler treat as special. None: end of text is id 0.
+        init_from: Local Hugging Face model directory (``save_pretrained`` output) to continue pretraining from;
+            its architecture, vocabulary and special ids must match the dataset's tokenizer.
+        attn_implementation: ``sdpa`` (default), ``eager``, ``flash_attention_2`` (needs flash-attn and a GPU)
+            or ``flex_attention``, passed to ``transformers``.
         optimizer: ``adamw``, or ``muon`` (Muon on hidden matrices, AdamW on the rest).
         lr: Peak AdamW learning rate.
         muon_lr: Peak Muon learning rate (``optimizer: muon`` only).
@@ -49,7 +80,12 @@ class PretrainModule(L.LightningModule):
         config: dict[str, Any] | None = None,
         vocab_size: int = 50257,
         seq_len: int = 256,
-        objective: Literal["clm"] = "clm",
+        objective: Literal["clm", "mlm"] = "clm",
+        mlm_probability: float = 0.15,
+        mask_seed: int = 0,
+        token_ids: dict[str, int] | None = None,
+        init_from: str | None = None,
+        attn_implementation: str = "sdpa",
         optimizer: Literal["adamw", "muon"] = "adamw",
         lr: float = 1e-3,
         muon_lr: float = 0.02,
@@ -63,25 +99,55 @@ class PretrainModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if objective not in OBJECTIVES:
-            raise ConfigError(f"model.objective '{objective}' is unknown; choose one of {sorted(OBJECTIVES)}")
-        self.model_config = build_config(preset, config, vocab_size)
+        self.token_ids = dict(token_ids or DEFAULT_TOKEN_IDS)
+        self.objective = build_objective(objective, self.token_ids, vocab_size, mask_seed, mlm_probability)
+        check_attention(attn_implementation)
+        if init_from is not None:
+            self.model_config = load_pretrained_config(init_from, config)
+            self._check_pretrained_vocabulary(vocab_size)
+            where = f"model.init_from={init_from}"
+        else:
+            self.model_config = build_config(preset, config, vocab_size, self.token_ids)
+            where = f"model.preset={preset}"
+        if not supports(self.objective.auto_class, self.model_config):
+            fitting = sorted(name for name, p in PRESETS.items() if p.objective == objective)
+            raise ConfigError(
+                f"{where} is a {self.model_config.model_type} model, which has no {objective} head in transformers; "
+                f"use model.objective {'clm' if objective == 'mlm' else 'mlm'} or a preset such as {fitting}"
+            )
         positions = max_positions(self.model_config)
         if positions is not None and seq_len > positions:
             raise ConfigError(
-                f"data.seq_len {seq_len} exceeds the model's {positions} positions (model.preset={preset}); "
+                f"data.seq_len {seq_len} exceeds the model's {positions} positions ({where}); "
                 "lower --data.seq_len or raise the positions in --model.config"
             )
-        self.objective = OBJECTIVES[objective]
         self.model = None  # built in configure_model, so sharded strategies can build it shard by shard
+        self._mask_step, self._micro_batch = -1, 0  # position of the next training batch in its accumulation
         # Token-weighted sums over a whole validation/test pass (synced across ranks by torchmetrics).
         self.eval_loss_sum = SumMetric()
         self.eval_token_count = SumMetric()
 
+    def _check_pretrained_vocabulary(self, vocab_size: int) -> None:
+        """The dataset's tokens must mean what the loaded embeddings were trained on (checked before any work)."""
+        init_from, config = self.hparams.init_from, self.model_config
+        if config.vocab_size < vocab_size:
+            raise ConfigError(
+                f"model.init_from '{init_from}' has vocab_size {config.vocab_size} but the dataset's tokenizer has "
+                f"{vocab_size} tokens; prepare the data with that model's tokenizer (tokenizer.pretrained: {init_from})"
+            )
+        for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            theirs, ours = getattr(config, key, None), self.token_ids.get(key)
+            if theirs is not None and ours is not None and theirs != ours:
+                raise ConfigError(
+                    f"model.init_from '{init_from}' has {key} {theirs} but the dataset's tokenizer has {ours}; "
+                    f"prepare the data with that model's tokenizer (tokenizer.pretrained: {init_from})"
+                )
+
     # -- construction --------------------------------------------------------------------------------------
     def configure_model(self) -> None:
         if self.model is None:
-            self.model = build_model(self.model_config)
+            hp = self.hparams
+            self.model = build_model(self.model_config, self.objective.auto_class, hp.attn_implementation, hp.init_from)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -91,13 +157,40 @@ class PretrainModule(L.LightningModule):
                 f"the tokenizer '{datamodule.tokenizer_path}' has {tokenizer_vocab} tokens but model.vocab_size is "
                 f"{self.hparams.vocab_size}; set model vocab_size >= {tokenizer_vocab}"
             )
+        data_ids = getattr(datamodule, "token_ids", None)
+        if data_ids is not None:
+            # Without explicit ids the module assumes end of text = bos = eos = 0; any id both name must agree.
+            ours = {"bos_token_id": self.token_ids.get("end_of_text_id", 0), **self.token_ids}
+            ours.setdefault("eos_token_id", ours["bos_token_id"])
+            conflicts = {
+                key: (ours[key], data_ids[key]) for key in ours.keys() & data_ids.keys() if ours[key] != data_ids[key]
+            }
+            if conflicts:
+                raise ConfigError(
+                    f"model.token_ids {self.token_ids} disagree with the dataset's {data_ids} "
+                    f"('{datamodule.tokenizer_path}'); pass token_ids=data.token_ids (the CLI links them)"
+                )
+        if self.hparams.init_from is not None and datamodule is not None and hasattr(datamodule, "tokenizer_path"):
+            check_same_vocabulary(self.hparams.init_from, datamodule.tokenizer_path)
+
+    # -- the objective's transform, on the CPU before the batch moves to the device -------------------------
+    def on_before_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict:
+        trainer, input_ids = self.trainer, batch["input_ids"]
+        if not trainer.training:
+            return self.objective.eval_batch(input_ids)
+        if trainer.global_step != self._mask_step:  # the first micro-batch of an optimizer step
+            self._mask_step, self._micro_batch = trainer.global_step, 0
+        micro_batch, self._micro_batch = self._micro_batch, self._micro_batch + 1
+        return self.objective.train_batch(
+            input_ids, trainer.global_step, micro_batch, trainer.global_rank, trainer.world_size
+        )
 
     # -- steps ---------------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids).logits  # (B, T, V)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss_sum, count = self.objective(self(batch["input_ids"]), batch["labels"])
+        loss_sum, count = self.objective.loss(self.model, batch)
         loss = loss_sum / count
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, on_step=True, on_epoch=False)
@@ -117,7 +210,7 @@ class PretrainModule(L.LightningModule):
         self._log_eval_metrics(split, prefix="test")
 
     def _accumulate_eval_loss(self, batch: dict[str, torch.Tensor]) -> None:
-        loss_sum, count = self.objective(self(batch["input_ids"]), batch["labels"])
+        loss_sum, count = self.objective.loss(self.model, batch)
         self.eval_loss_sum.update(loss_sum.detach())
         self.eval_token_count.update(count)
 

@@ -6,6 +6,7 @@ import shutil
 import sysconfig
 from pathlib import Path
 
+import lightning as L
 import pytest
 
 from data_prep.config import DataPrepConfig, SplitConfig, TokenizerConfig
@@ -49,3 +50,25 @@ def prepared_dataset(stdlib_corpus, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("prepared") / "dataset"
     prepare(small_prep_config(stdlib_corpus, output), show_progress=False)
     return output
+
+
+@pytest.fixture(scope="session")
+def prepared_mlm_dataset(stdlib_corpus, tmp_path_factory) -> Path:
+    """The same corpus prepared for masked LM: a tokenizer with ``<pad> <unk> <mask> <s>`` (ids 1-4)."""
+    output = tmp_path_factory.mktemp("prepared-mlm") / "dataset"
+    config = small_prep_config(stdlib_corpus, output, tokenizer=TokenizerConfig(kind="mlm", vocab_size=512))
+    prepare(config, show_progress=False)
+    return output
+
+
+def quiet_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
+    """A Trainer for in-process tests: no logger, checkpoints, progress bar, summary or sanity check."""
+    options = dict(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
+    return L.Trainer(**{**options, **kwargs})

@@ -10,8 +10,9 @@ import lightning as L
 
 
 class BatchRecorder(L.Callback):
-    """Appends one JSON line per training batch (step, hash of its windows, loss) to ``path``; with
-    ``kill_at_step`` it dies like a SIGKILL (no cleanup, no checkpoint) when that step begins."""
+    """Appends one JSON line per training batch (step, hash of its model inputs, hash of its labels if it has
+    any, loss) to ``path``. Inputs are hashed after the objective's transform, so for MLM equal hashes mean the
+    same windows with the same masks. With ``kill_at_step`` it dies like a SIGKILL (no cleanup, no checkpoint) when that step begins."""
 
     def __init__(self, path: str, kill_at_step: int | None = None) -> None:
         self.path, self.kill_at_step = path, kill_at_step
@@ -20,8 +21,15 @@ class BatchRecorder(L.Callback):
         if self.kill_at_step is not None and trainer.global_step == self.kill_at_step:
             os._exit(9)
         self._digest = hashlib.sha1(batch["input_ids"].cpu().numpy().tobytes()).hexdigest()
+        labels = batch.get("labels")
+        self._labels = None if labels is None else hashlib.sha1(labels.cpu().numpy().tobytes()).hexdigest()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         with open(self.path, "a") as handle:
-            record = {"step": trainer.global_step, "windows": self._digest, "loss": float(outputs["loss"])}
+            record = {
+                "step": trainer.global_step,
+                "windows": self._digest,
+                "labels": self._labels,
+                "loss": float(outputs["loss"]),
+            }
             handle.write(json.dumps(record) + "\n")

@@ -2,55 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-
-
-def run(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "lit_pretrain", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+from tests.e2e.helpers import REPO, kill_and_resume, make_project, run, scalars
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, stdlib_corpus) -> Path:
     """A project directory with a tiny-model config whose data_prep config points at a small corpus."""
-    directory = tmp_path_factory.mktemp("project")
-    prep = yaml.safe_load((REPO / "configs/data/stdlib.yaml").read_text())
-    prep.update(sources=[str(stdlib_corpus)], output_dir="data/small")
-    prep["read"]["exclude"] = []
-    prep["tokenizer"]["vocab_size"] = 512
-    prep["split"]["val_fraction"] = 0.1
-    (directory / "prep.yaml").write_text(yaml.safe_dump(prep))
-    config = yaml.safe_load((REPO / "configs/quickstart.yaml").read_text())
-    config["trainer"].update(
-        max_steps=40, val_check_interval=20, log_every_n_steps=1, max_time=None, enable_progress_bar=False
-    )
-    config["trainer"]["logger"]["init_args"].update(name="tiny")
-    config["model"].update(preset="gpt2-tiny", warmup_steps=5, optimizer="adamw", lr=3e-3)
-    config["data"].update(dataset_dir="data/small", prepare_config="prep.yaml", seq_len=64, batch_size=8)
-    config["checkpoint"].update(every_n_train_steps=20)
-    config["sample"].update(max_new_tokens=16)
-    (directory / "tiny.yaml").write_text(yaml.safe_dump(config))
-    return directory
-
-
-def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    accumulator = EventAccumulator(str(log_dir))
-    accumulator.Reload()
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+    return make_project(tmp_path_factory.mktemp("project"), stdlib_corpus)
 
 
 def test_fit_prepares_data_trains_logs_checkpoints_and_samples(workdir):
@@ -101,20 +64,6 @@ def test_overrides_print_config_and_help(workdir):
     assert all(command in top for command in ("fit", "validate", "test"))
 
 
-def read_records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def recorder_config(directory: Path, name: str, kill_at_step: int | None = None) -> tuple[str, Path]:
-    record = directory / f"{name}.jsonl"
-    config = directory / f"{name}-callbacks.yaml"
-    init_args = {"path": str(record), "kill_at_step": kill_at_step}
-    config.write_text(
-        yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "recorder.BatchRecorder", "init_args": init_args}]}})
-    )
-    return str(config), record
-
-
 def test_resume_after_a_kill_sees_exactly_the_windows_of_an_uninterrupted_run(workdir):
     common = [
         "--config",
@@ -128,29 +77,8 @@ def test_resume_after_a_kill_sees_exactly_the_windows_of_an_uninterrupted_run(wo
         "--sample.max_new_tokens",
         "1",
     ]
-    config, reference = recorder_config(workdir, "reference")
-    result = run("fit", *common, "--config", config, "--trainer.logger.init_args.name", "reference", cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-    config, killed = recorder_config(workdir, "killed", kill_at_step=6)
-    result = run("fit", *common, "--config", config, "--trainer.logger.init_args.name", "resumed", cwd=workdir)
-    assert result.returncode == 9  # died at the start of step 7; last checkpoint is after step 4
-    config, resumed = recorder_config(workdir, "resumed")
-    result = run(
-        "fit",
-        *common,
-        "--config",
-        config,
-        "--trainer.logger.init_args.name",
-        "resumed",
-        "--ckpt_path",
-        "last",
-        cwd=workdir,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-
-    expected = read_records(reference)
-    before, after = read_records(killed), read_records(resumed)
+    expected, before, after = kill_and_resume(workdir, common, "resumed", kill_at_step=6)
+    # Died at the start of step 7; the last checkpoint is after step 4.
     assert [r["step"] for r in before] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in after] == list(range(5, 13))  # continues after the step-4 checkpoint
     assert [r["windows"] for r in after] == [r["windows"] for r in expected[4:]]
@@ -165,6 +93,9 @@ def test_resume_after_a_kill_sees_exactly_the_windows_of_an_uninterrupted_run(wo
         (["--data.seq_len", "4096"], "data.seq_len 4096"),
         (["--model.preset", "gpt9"], "gpt9"),
         (["--data.dataset_dir", "data/none", "--data.prepare_config", "missing.yaml"], "missing.yaml"),
+        (["--model.init_from", "no/such/model"], "model.init_from 'no/such/model' is not a directory"),
+        (["--model.attn_implementation", "flash"], "model.attn_implementation 'flash' is unknown"),
+        (["--model.objective", "mlm"], "model.objective mlm needs a mask token"),
     ],
 )
 def test_bad_configuration_fails_with_one_line(workdir, args, culprit):

@@ -7,22 +7,13 @@ import torch
 from lit_pretrain import PretrainDataModule, PretrainModule
 from lit_pretrain.callbacks import GenerateSample
 from lit_pretrain.errors import ConfigError
+from tests.conftest import quiet_trainer
 
 
 def trainer(tmp_path, **kwargs) -> L.Trainer:
-    options = dict(
-        max_steps=30,
-        val_check_interval=15,
-        check_val_every_n_epoch=None,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
+    return quiet_trainer(
+        tmp_path, **{"max_steps": 30, "val_check_interval": 15, "check_val_every_n_epoch": None, **kwargs}
     )
-    options.update(kwargs)
-    return L.Trainer(**options)
 
 
 def test_trainer_fit_with_the_importable_classes(tmp_path, prepared_dataset):

@@ -1,28 +1,39 @@
 import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
 from lit_pretrain.errors import ConfigError
-from lit_pretrain.models import PRESETS, build_config, build_model, max_positions
+from lit_pretrain.models import PRESETS, build_config, build_model, count_parameters, max_positions
 from lit_pretrain.module import PretrainModule
 
-
-def parameters(model):
-    return sum(p.numel() for p in model.parameters())
+HEADS = {"clm": AutoModelForCausalLM, "mlm": AutoModelForMaskedLM}
 
 
-def test_gpt2_small_preset_is_gpt2_124m():
-    config = build_config("gpt2-small", None, vocab_size=50257)
-    assert (config.n_layer, config.n_embd, config.n_head, max_positions(config)) == (12, 768, 12, 1024)
-    # 124M with GPT-2's vocabulary, counted without building the weights.
-    embeddings = 50257 * 768 + 1024 * 768
-    block = 12 * 768 * 768 + 13 * 768
-    assert round((embeddings + 12 * block + 2 * 768) / 1e6) == 124
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_builds_on_the_meta_device_at_its_documented_size(name):
+    preset = PRESETS[name]
+    with torch.device("meta"):  # no memory: the 2.5B preset costs nothing here
+        model = build_model(build_config(name, None, preset.reference_vocab), HEADS[preset.objective])
+    assert next(model.parameters()).device.type == "meta"
+    assert count_parameters(model) / 1e6 == pytest.approx(preset.parameters_millions, abs=0.006)
+    assert max_positions(model.config) >= 256
+
+
+def test_published_shapes():
+    assert count_parameters(build_model(build_config("gpt2-small", None, 50257), AutoModelForCausalLM)) // 10**6 == 124
+    config = build_config("llama-1.7b", None, 32000)
+    assert (config.hidden_size, config.num_hidden_layers) == (2048, 40)
+    config = build_config("llama-2.5b", None, 32000)
+    assert (config.hidden_size, config.num_hidden_layers) == (2304, 48)
+    # RoBERTa's positions are offset by the padding id: 514 rows, 512 usable positions.
+    assert max_positions(build_config("roberta-base", None, 50265, {"pad_token_id": 1})) == 512
 
 
 @pytest.mark.parametrize("preset", ["gpt2-tiny", "llama-tiny"])
 def test_tiny_presets_build_with_the_requested_vocabulary(preset):
-    model = build_model(build_config(preset, None, vocab_size=321))
+    model = build_model(build_config(preset, None, vocab_size=321), AutoModelForCausalLM)
     assert model.get_input_embeddings().num_embeddings == 321
-    assert parameters(model) < 1_000_000
+    assert count_parameters(model) < 1_000_000
 
 
 def test_explicit_keys_override_the_preset_and_model_type_alone_works():
@@ -41,6 +52,16 @@ def test_explicit_keys_override_the_preset_and_model_type_alone_works():
     assert config.model_type == "llama" and config.hidden_size == 32
 
 
+def test_token_ids_reach_the_config_as_the_architecture_has_them():
+    gpt2 = build_config("gpt2-tiny", None, 50257, {"end_of_text_id": 50256, "eos_token_id": 50256})
+    assert (gpt2.bos_token_id, gpt2.eos_token_id, gpt2.pad_token_id) == (50256, 50256, None)
+    mlm_ids = {"end_of_text_id": 0, "pad_token_id": 1, "unk_token_id": 2, "mask_token_id": 3, "cls_token_id": 4}
+    bert = build_config("bert-tiny", None, 512, {**mlm_ids, "bos_token_id": 4, "eos_token_id": 0})
+    assert bert.pad_token_id == 1
+    # Without ids, our tokenizers' end of text (id 0) is both, as before.
+    assert build_config("gpt2-tiny", None, 100).eos_token_id == 0
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -48,6 +69,14 @@ def test_explicit_keys_override_the_preset_and_model_type_alone_works():
         (dict(preset=None, config={"n_layer": 2}), "needs a 'model_type'"),
         (dict(preset="gpt2-tiny", config={"n_layers": 2}), r"\['n_layers'\] are not gpt2 config attributes"),
         (dict(preset="gpt2-tiny", seq_len=4096), "data.seq_len 4096 exceeds the model's 256 positions"),
+        (
+            dict(preset="gpt2-tiny", objective="mlm", token_ids={"mask_token_id": 3}),
+            "gpt2 model, which has no mlm head",
+        ),
+        (dict(preset="bert-tiny", objective="mlm"), "model.objective mlm needs a mask token"),
+        (dict(objective="mlm", mlm_probability=1.5, token_ids={"mask_token_id": 3}), "model.mlm_probability 1.5"),
+        (dict(attn_implementation="fast"), "model.attn_implementation 'fast' is unknown"),
+        (dict(init_from="/nonexistent/model"), "model.init_from '/nonexistent/model' is not a directory"),
     ],
 )
 def test_bad_model_configuration_is_named(kwargs, message):
@@ -55,6 +84,17 @@ def test_bad_model_configuration_is_named(kwargs, message):
         PretrainModule(**kwargs)
 
 
-def test_every_preset_declares_its_positions():
-    for name in PRESETS:
-        assert max_positions(build_config(name, None, 64)) >= 256
+def test_flash_attention_without_the_package_is_a_clear_error():
+    import importlib.util
+
+    if importlib.util.find_spec("flash_attn") is not None:
+        pytest.skip("flash-attn is installed here")
+    with pytest.raises(ConfigError, match="flash_attention_2 needs the flash-attn package"):
+        PretrainModule(attn_implementation="flash_attention_2")
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_attn_implementation_passes_through(attention):
+    module = PretrainModule(preset="gpt2-tiny", vocab_size=64, seq_len=32, attn_implementation=attention)
+    module.configure_model()
+    assert module.model.config._attn_implementation == attention

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from lit_pretrain.models import build_config, build_model
 from lit_pretrain.optim import MuonWithAdamW, build_optimizer, split_parameters, warmup_cosine
@@ -9,7 +10,7 @@ from lit_pretrain.optim import MuonWithAdamW, build_optimizer, split_parameters,
 
 @pytest.mark.parametrize("preset", ["gpt2-tiny", "llama-tiny"])
 def test_weight_decay_only_on_hidden_matrices(preset):
-    model = build_model(build_config(preset, None, vocab_size=100))
+    model = build_model(build_config(preset, None, vocab_size=100), AutoModelForCausalLM)
     groups = split_parameters(model)
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in groups["matrices"]}
@@ -41,7 +42,7 @@ def test_schedule_values_at_warmup_end_and_at_the_end():
 
 def test_muon_with_adamw_steps_both_and_round_trips_its_state():
     torch.manual_seed(0)
-    model = build_model(build_config("gpt2-tiny", None, vocab_size=50))
+    model = build_model(build_config("gpt2-tiny", None, vocab_size=50), AutoModelForCausalLM)
     optimizer = build_optimizer(model, "muon", 1e-3, 0.1, (0.9, 0.95), 1e-8, 0.02, 0.95)
     assert isinstance(optimizer, MuonWithAdamW) and len(optimizer.param_groups) == 2
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5)

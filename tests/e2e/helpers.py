@@ -1,0 +1,85 @@
+"""Helpers of the end-to-end tests: run the real CLI in a subprocess, read its TensorBoard scalars, and record
+the batches a run trains on (through ``recorder.BatchRecorder``, loaded by ``--config``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+
+def run(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "lit_pretrain", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(log_dir))
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def recorder_config(directory: Path, name: str, kill_at_step: int | None = None) -> tuple[str, Path]:
+    record = directory / f"{name}.jsonl"
+    config = directory / f"{name}-callbacks.yaml"
+    init_args = {"path": str(record), "kill_at_step": kill_at_step}
+    config.write_text(
+        yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "recorder.BatchRecorder", "init_args": init_args}]}})
+    )
+    return str(config), record
+
+
+def make_project(directory: Path, corpus: Path, objective: str = "clm") -> Path:
+    """A project directory holding ``prep.yaml`` (the quickstart's data_prep config over ``corpus``, vocab 512)
+    and ``tiny.yaml`` (the quickstart's training config shrunk to a tiny model, 40 steps)."""
+    mlm = objective == "mlm"
+    prep = yaml.safe_load((REPO / f"configs/data/{'stdlib-mlm' if mlm else 'stdlib'}.yaml").read_text())
+    prep.update(sources=[str(corpus)], output_dir="data/small")
+    prep["read"]["exclude"] = []
+    prep["tokenizer"]["vocab_size"] = 512
+    prep["split"]["val_fraction"] = 0.1
+    (directory / "prep.yaml").write_text(yaml.safe_dump(prep))
+    config = yaml.safe_load((REPO / f"configs/{'quickstart-mlm' if mlm else 'quickstart'}.yaml").read_text())
+    config["trainer"].update(
+        max_steps=40, val_check_interval=20, log_every_n_steps=1, max_time=None, enable_progress_bar=False
+    )
+    config["trainer"]["logger"]["init_args"].update(name="tiny")
+    config["model"].update(preset="bert-tiny" if mlm else "gpt2-tiny", warmup_steps=5, optimizer="adamw", lr=3e-3)
+    config["data"].update(dataset_dir="data/small", prepare_config="prep.yaml", seq_len=64, batch_size=8)
+    config["checkpoint"].update(every_n_train_steps=20)
+    if not mlm:
+        config["sample"].update(max_new_tokens=16)
+    (directory / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return directory
+
+
+def kill_and_resume(project: Path, common: list[str], name: str, kill_at_step: int) -> tuple[list, list, list]:
+    """Run ``fit *common`` three times with a :class:`recorder.BatchRecorder`: uninterrupted, killed (SIGKILL-like
+    exit 9) as soon as step ``kill_at_step`` is done, then resumed with ``--ckpt_path last`` into the killed run's directory.
+    Returns the records (one per training batch) of the uninterrupted, killed and resumed runs."""
+    config, reference = recorder_config(project, f"{name}-reference")
+    result = run("fit", *common, "--config", config, "--trainer.logger.init_args.name", f"{name}-ref", cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config, killed = recorder_config(project, f"{name}-killed", kill_at_step=kill_at_step)
+    result = run("fit", *common, "--config", config, "--trainer.logger.init_args.name", name, cwd=project)
+    assert result.returncode == 9, result.stderr[-3000:]
+    config, resumed = recorder_config(project, f"{name}-resumed")
+    resume = ["--config", config, "--trainer.logger.init_args.name", name, "--ckpt_path", "last"]
+    result = run("fit", *common, *resume, cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return read_records(reference), read_records(killed), read_records(resumed)
