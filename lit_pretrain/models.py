@@ -89,6 +89,7 @@ NO_DROPOUT = {
     "llama": dict(attention_dropout=0.0),
     "bert": dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
     "roberta": dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+    "distilbert": dict(dropout=0.0, attention_dropout=0.0),
 }
 
 # Architectures whose learned positions are offset by the padding id (position ids start at pad + 1).

@@ -127,10 +127,13 @@ def test_mlm_loss_counts_masked_positions_only_and_equals_transformers_loss(mlm_
     assert loss_sum.item() == 0.0 and count.item() == (labels != IGNORE_INDEX).sum().item()
 
     torch.manual_seed(0)
-    model = build_model(build_config("bert-tiny", None, vocab_size, token_ids), AutoModelForMaskedLM)
-    loss_sum, count = objective.loss(model, batch)
-    expected = model(input_ids=batch["input_ids"], labels=labels).loss
-    torch.testing.assert_close(loss_sum / count, expected)
+    # BERT takes the head-on-selected-positions path; DistilBERT (no such head attribute) the full logits.
+    tiny_distilbert = {"model_type": "distilbert", "n_layers": 1, "dim": 32, "n_heads": 2, "hidden_dim": 64}
+    for preset, keys in (("bert-tiny", None), (None, tiny_distilbert)):
+        model = build_model(build_config(preset, keys, vocab_size, token_ids), AutoModelForMaskedLM).eval()
+        loss_sum, count = objective.loss(model, batch)
+        assert count.item() == (labels != IGNORE_INDEX).sum().item()
+        torch.testing.assert_close(loss_sum / count, model(input_ids=batch["input_ids"], labels=labels).loss)
 
 
 def test_validation_masks_are_fixed_per_window_whatever_the_batch(mlm_windows):
