@@ -77,3 +77,17 @@ def test_datamodule_without_dataset_or_prepare_config_is_an_error(tmp_path):
         PretrainDataModule(dataset_dir=str(tmp_path / "nothing"), prepare_config=None)
     with pytest.raises(ConfigError, match="data.prepare_config .* not found"):
         PretrainDataModule(dataset_dir=str(tmp_path / "nothing"), prepare_config=str(tmp_path / "missing.yaml"))
+
+
+def test_special_ids_planned_before_preparation_equal_the_prepared_datasets(prepared_dataset, prepared_mlm_dataset):
+    from data_prep.config import TokenizerConfig
+    from data_prep.tokenizer import planned_token_ids
+    from lit_pretrain.data import manifest_token_ids
+
+    for dataset, kind in ((prepared_dataset, "bpe"), (prepared_mlm_dataset, "mlm")):
+        prepared = manifest_token_ids(dataset, read_manifest(dataset))
+        assert planned_token_ids(TokenizerConfig(kind=kind, vocab_size=512)) == prepared
+        assert PretrainDataModule(dataset_dir=str(dataset), prepare_config=None).token_ids == prepared
+    mlm = manifest_token_ids(prepared_mlm_dataset, read_manifest(prepared_mlm_dataset))
+    assert (mlm["end_of_text_id"], mlm["pad_token_id"], mlm["mask_token_id"], mlm["cls_token_id"]) == (0, 1, 3, 4)
+    assert mlm["eos_token_id"] == mlm["sep_token_id"] == 0 and mlm["bos_token_id"] == 4
