@@ -162,10 +162,7 @@ class PretrainModule(L.LightningModule):
             # Without explicit ids the module assumes end of text = bos = eos = 0; any id both name must agree.
             ours = {"bos_token_id": self.token_ids.get("end_of_text_id", 0), **self.token_ids}
             ours.setdefault("eos_token_id", ours["bos_token_id"])
-            conflicts = {
-                key: (ours[key], data_ids[key]) for key in ours.keys() & data_ids.keys() if ours[key] != data_ids[key]
-            }
-            if conflicts:
+            if any(ours[key] != data_ids[key] for key in ours.keys() & data_ids.keys()):
                 raise ConfigError(
                     f"model.token_ids {self.token_ids} disagree with the dataset's {data_ids} "
                     f"('{datamodule.tokenizer_path}'); pass token_ids=data.token_ids (the CLI links them)"
