@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -25,6 +26,7 @@ from lit_pretrain.callbacks.sample import GenerateSample
 from lit_pretrain.data import PretrainDataModule
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.module import PretrainModule
+from lit_pretrain.strategies import check_strategy
 
 DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -51,6 +53,22 @@ class PretrainCLI(LightningCLI):
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.token_ids", "model.token_ids", apply_on="instantiate")
 
+    def check_run(self) -> None:
+        """Before any work: refuse what the strategy cannot run on this machine, derive gradient accumulation
+        from ``data.global_batch_size``."""
+        hp = self.model.hparams
+        check_strategy(self.trainer.strategy, hp.optimizer, hp.init_from, hp.fp8)
+        self.datamodule.apply_global_batch_size(self.trainer)
+
+    def before_fit(self) -> None:
+        self.check_run()
+
+    def before_validate(self) -> None:
+        self.check_run()
+
+    def before_test(self) -> None:
+        self.check_run()
+
 
 def main(args: list[str] | None = None) -> None:
     try:
@@ -65,6 +83,6 @@ def main(args: list[str] | None = None) -> None:
             auto_configure_optimizers=False,
             args=args,
         )
-    except (ConfigError, DataPrepError) as error:
+    except (ConfigError, DataPrepError, MisconfigurationException) as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(2) from None

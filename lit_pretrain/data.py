@@ -40,11 +40,15 @@ class WindowDataset(Dataset):
         return int(self.first_window[-1])
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        # A negative index -1-i is window i as padding (EvalWindowSampler): served so every rank runs the same
+        # number of batches, never counted in a loss.
+        counted = index >= 0
+        index = index if counted else -1 - index
         shard = int(np.searchsorted(self.first_window, index, side="right") - 1)
         start = (index - int(self.first_window[shard])) * self.seq_len
         tokens = read_tokens(self.paths[shard], self.dtype, start, self.seq_len)
         # Inputs only: labels (and any masking) are the objective's business, per batch.
-        return {"input_ids": torch.from_numpy(tokens.astype(np.int64))}
+        return {"input_ids": torch.from_numpy(tokens.astype(np.int64)), "counted": torch.tensor(counted)}
 
 
 class ResumableWindowSampler(DistributedSampler):
@@ -76,6 +80,28 @@ class ResumableWindowSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return (self.total - self.start) // self.num_replicas
+
+
+class EvalWindowSampler(DistributedSampler):
+    """Validation/test windows in order, split across ranks by stride without duplicates in the loss.
+
+    Every rank gets the same number of samples (a sharded model runs collectives in every forward): the ranks
+    short of one take a padding window, yielded as ``-1 - index`` so the dataset marks it ``counted: False``.
+    Losses over the split are then exact: each window counted once, whatever the number of ranks."""
+
+    def __init__(self, num_windows: int, num_replicas: int = 1, rank: int = 0) -> None:
+        self.num_windows, self.num_replicas, self.rank = num_windows, num_replicas, rank
+        self.per_rank = -(-num_windows // num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[int]:
+        for position in range(self.rank, self.per_rank * self.num_replicas, self.num_replicas):
+            yield position if position < self.num_windows else -1 - (position % self.num_windows)
+
+    def __len__(self) -> int:
+        return self.per_rank
 
 
 class ResumableDataLoader(DataLoader):
@@ -117,6 +143,8 @@ class PretrainDataModule(L.LightningDataModule):
             replaced by ``dataset_dir``). None: the dataset must already exist.
         seq_len: Tokens per training window; linked to ``model.seq_len``.
         batch_size: Windows per micro-batch on each device.
+        global_batch_size: Windows per optimizer step over all devices and nodes. When set, gradient accumulation
+            is derived from it: ``global_batch_size / (batch_size x devices x nodes)``, which must divide evenly.
         num_workers: DataLoader worker processes (0 reads in the main process; reads are cheap).
         seed: Seed of the per-epoch shuffle of training windows.
     """
@@ -127,6 +155,7 @@ class PretrainDataModule(L.LightningDataModule):
         prepare_config: str | None = "configs/data/stdlib.yaml",
         seq_len: int = 256,
         batch_size: int = 32,
+        global_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 1234,
     ) -> None:
@@ -135,6 +164,7 @@ class PretrainDataModule(L.LightningDataModule):
         self.dataset_dir = Path(dataset_dir)
         self.prepare_config = prepare_config
         self.seq_len, self.batch_size, self.num_workers, self.seed = seq_len, batch_size, num_workers, seed
+        self.global_batch_size = global_batch_size
         self.manifest: dict | None = None
         self._train_loader: ResumableDataLoader | None = None
         # Known now (not in setup) so LightningCLI can link them to the model at instantiation.
@@ -173,13 +203,43 @@ class PretrainDataModule(L.LightningDataModule):
         except DataPrepError as error:
             raise ConfigError(str(error)) from error
 
+    def accumulation(self, devices: int, nodes: int, configured: int = 1) -> int:
+        """Micro-batches per optimizer step that make ``global_batch_size`` on ``devices x nodes``
+        (``configured``, the Trainer's ``accumulate_grad_batches``, when no global batch size is set)."""
+        if self.global_batch_size is None:
+            return configured
+        per_step = self.batch_size * devices * nodes
+        if self.global_batch_size <= 0 or self.global_batch_size % per_step:
+            raise ConfigError(
+                f"data.global_batch_size {self.global_batch_size} is not a multiple of data.batch_size "
+                f"{self.batch_size} x {devices} devices x {nodes} nodes = {per_step}; choose a multiple of {per_step} "
+                "or change data.batch_size"
+            )
+        steps = self.global_batch_size // per_step
+        if configured not in (1, steps):
+            raise ConfigError(
+                f"trainer.accumulate_grad_batches {configured} disagrees with data.global_batch_size "
+                f"{self.global_batch_size} (which needs {steps} on {devices} devices x {nodes} nodes); drop one of them"
+            )
+        return steps
+
+    def apply_global_batch_size(self, trainer: L.Trainer) -> None:
+        """Set the Trainer's gradient accumulation from ``global_batch_size`` (the CLI does this before fit starts)."""
+        trainer.accumulate_grad_batches = self.accumulation(
+            trainer.num_devices, trainer.num_nodes, trainer.accumulate_grad_batches
+        )
+
     def prepare_data(self) -> None:
         """Runs on one process per node, before ``setup``: build the dataset if it is not there yet."""
+        if self.trainer is not None:  # a Trainer driven from Python: still refuse a bad batch size before any work
+            self.apply_global_batch_size(self.trainer)
         if (self.dataset_dir / MANIFEST_FILE).is_file() or self.prepare_config is None:
             return
         prepare(self._prep_config())
 
     def setup(self, stage: str | None = None) -> None:
+        if self.trainer is not None:
+            self.apply_global_batch_size(self.trainer)
         if self.manifest is not None:
             return
         try:
@@ -251,11 +311,16 @@ class PretrainDataModule(L.LightningDataModule):
         )
         return self._train_loader
 
+    def _eval_loader(self, dataset: WindowDataset) -> DataLoader:
+        rank, world_size = self._rank_and_world()
+        sampler = EvalWindowSampler(len(dataset), num_replicas=world_size, rank=rank)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+        return self._eval_loader(self.val_dataset)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+        return self._eval_loader(self.test_dataset)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Called once per batch the training loop actually takes: count it towards the resume position.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
 from lit_pretrain.errors import ConfigError
+from lit_pretrain.parallel import materialize, parameters_on_meta, transformer_blocks
 
 
 @dataclass(frozen=True)
@@ -215,13 +217,32 @@ def check_attention(attn_implementation: str) -> None:
 
 
 def build_model(
-    config: PretrainedConfig, auto_class, attn_implementation: str = "sdpa", init_from: str | None = None
+    config: PretrainedConfig,
+    auto_class,
+    attn_implementation: str = "sdpa",
+    init_from: str | None = None,
+    *,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    shard: Callable[[torch.nn.Module], None] | None = None,
+    prepare: Callable[[PreTrainedModel], None] | None = None,
 ) -> PreTrainedModel:
-    """The ``auto_class`` model for ``config``: randomly initialised with the architecture's own
-    initialisation, or with the weights of the local directory ``init_from`` (loaded in fp32; the Trainer's
-    precision decides what training runs in)."""
+    """The ``auto_class`` model for ``config``, on ``device`` (None: torch's current default device).
+
+    From scratch, its parameters start on the meta device and are initialised module by module with the
+    architecture's own initialisation under ``seed`` (:func:`lit_pretrain.parallel.materialize`): the same weights
+    whatever the strategy. With ``shard`` (FSDP2's ``fully_shard``), each transformer block is sharded as soon as
+    it is initialised, then the root. ``prepare`` runs on the model before (e.g. to switch on gradient
+    checkpointing). With ``init_from``, the weights of that local directory, loaded in fp32 (the Trainer's
+    precision decides what training runs in), then sharded the same way."""
     if init_from is None:
-        return auto_class.from_config(config, attn_implementation=attn_implementation)
+        with parameters_on_meta():
+            model = auto_class.from_config(config, attn_implementation=attn_implementation)
+        if prepare is not None:
+            prepare(model)
+        device = torch.get_default_device() if device is None else device
+        materialize(model, device, seed, shard, transformer_blocks(model) if shard is not None else ())
+        return model
     model = auto_class.from_pretrained(
         str(pretrained_directory(init_from)),
         config=config,
@@ -230,7 +251,14 @@ def build_model(
         attn_implementation=attn_implementation,
         dtype=torch.float32,
     )
-    return model.train()  # from_pretrained returns eval mode, which would silently switch dropout off
+    model.train()  # from_pretrained returns eval mode, which would silently switch dropout off
+    if prepare is not None:
+        prepare(model)
+    if shard is not None:
+        for block in transformer_blocks(model):
+            shard(block)
+        shard(model)
+    return model.to(device) if shard is None and device is not None else model
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -10,6 +10,7 @@ token for MLM), ``val_ppl = exp(val_loss)`` and ``val_bpb = val_loss / ln 2 / by
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any, Literal
 
@@ -30,10 +31,24 @@ from lit_pretrain.models import (
 )
 from lit_pretrain.objectives import build_objective
 from lit_pretrain.optim import build_optimizer, warmup_cosine
+from lit_pretrain.parallel import clip_by_global_norm
+from lit_pretrain.strategies import (
+    build_partitioned_model,
+    check_strategy,
+    convert_to_fp8,
+    fsdp_shard,
+    is_deepspeed,
+    is_deepspeed_zero3,
+    offloads_optimizer,
+)
 
 # The objective's transform lives in this module's on_before_batch_transfer while the data module counts
 # consumed batches in on_after_batch_transfer; Lightning warns that the module's hook wins, which is intended.
 warnings.filterwarnings("ignore", message=r"You have overridden `on_before_batch_transfer` in `LightningModule`")
+# Our losses never modify a model output in place, which is what this FSDP2 notice is about.
+warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
+# Validation metrics are token-weighted sums already reduced over ranks (torchmetrics): no sync_dist needed.
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('(val|test)_")
 
 # What a module built without the dataset's ids assumes: our trained tokenizers' end of text, id 0.
 DEFAULT_TOKEN_IDS = {"end_of_text_id": 0}
@@ -62,7 +77,15 @@ class PretrainModule(L.LightningModule):
             its architecture, vocabulary and special ids must match the dataset's tokenizer.
         attn_implementation: ``sdpa`` (default), ``eager``, ``flash_attention_2`` (needs flash-attn and a GPU)
             or ``flex_attention``, passed to ``transformers``.
-        optimizer: ``adamw``, or ``muon`` (Muon on hidden matrices, AdamW on the rest).
+        gradient_checkpointing: Recompute each block's activations in backward instead of storing them (less memory,
+            about a third more compute); works under every strategy.
+        compile: ``torch.compile`` the inner ``transformers`` model in place (``model.compile()``), so state-dict and
+            checkpoint keys stay those of the model (no ``_orig_mod.``).
+        fp8: Train the linear layers in FP8 through torchao (``convert_to_float8_training``); needs a CUDA GPU with
+            compute capability >= 8.9 (H100, H200, L4, L40S) and ``pip install torchao``.
+        init_seed: Seed of the initial weights (the same on every rank and under every strategy); None takes
+            ``seed_everything``'s seed (0 without one).
+        optimizer: ``adamw``, or ``muon`` (Muon on hidden matrices, AdamW on the rest; not under DeepSpeed).
         lr: Peak AdamW learning rate.
         muon_lr: Peak Muon learning rate (``optimizer: muon`` only).
         muon_momentum: Muon momentum.
@@ -86,6 +109,10 @@ class PretrainModule(L.LightningModule):
         token_ids: dict[str, int] | None = None,
         init_from: str | None = None,
         attn_implementation: str = "sdpa",
+        gradient_checkpointing: bool = False,
+        compile: bool = False,
+        fp8: bool = False,
+        init_seed: int | None = None,
         optimizer: Literal["adamw", "muon"] = "adamw",
         lr: float = 1e-3,
         muon_lr: float = 0.02,
@@ -145,9 +172,45 @@ class PretrainModule(L.LightningModule):
 
     # -- construction --------------------------------------------------------------------------------------
     def configure_model(self) -> None:
-        if self.model is None:
-            hp = self.hparams
-            self.model = build_model(self.model_config, self.objective.auto_class, hp.attn_implementation, hp.init_from)
+        """Build the model where the strategy wants it: sharded block by block under FSDP2 (no rank holds the
+        whole unsharded model), partitioned as it is built under DeepSpeed ZeRO-3, whole otherwise."""
+        if self.model is not None:
+            return
+        hp = self.hparams
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        precision = str(self._trainer.precision) if self._trainer is not None else "32-true"
+        shard = fsdp_shard(strategy, precision)
+        prepare = self._prepare_model if hp.gradient_checkpointing else None
+        seed = hp.init_seed if hp.init_seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        if is_deepspeed_zero3(strategy):  # Lightning builds inside deepspeed.zero.Init: parameters come partitioned
+            self.model = build_partitioned_model(
+                self.model_config, self.objective.auto_class, hp.attn_implementation, seed
+            )
+            if prepare is not None:
+                prepare(self.model)
+        else:
+            device = strategy.root_device if shard is not None else torch.get_default_device()
+            self.model = build_model(
+                self.model_config,
+                self.objective.auto_class,
+                hp.attn_implementation,
+                hp.init_from,
+                device=device,
+                seed=seed,
+                shard=shard,
+                prepare=prepare,
+            )
+        # The MLM head on masked positions only calls the inner model around the root's forward, which FSDP2
+        # needs to gather the root's parameters (embeddings, head): sharded models take the full logits.
+        self.objective.positionwise = shard is None
+        if hp.fp8:
+            convert_to_fp8(self.model)
+        if hp.compile:
+            self.model.compile()  # in place: parameter names and checkpoint keys stay the model's own
+
+    @staticmethod
+    def _prepare_model(model) -> None:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -174,7 +237,8 @@ class PretrainModule(L.LightningModule):
     def on_before_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict:
         trainer, input_ids = self.trainer, batch["input_ids"]
         if not trainer.training:
-            return self.objective.eval_batch(input_ids)
+            transformed = self.objective.eval_batch(input_ids)
+            return self.objective.drop_rows(transformed, batch["counted"]) if "counted" in batch else transformed
         if trainer.global_step != self._mask_step:  # the first micro-batch of an optimizer step
             self._mask_step, self._micro_batch = trainer.global_step, 0
         micro_batch, self._micro_batch = self._micro_batch, self._micro_batch + 1
@@ -188,10 +252,30 @@ class PretrainModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss_sum, count = self.objective.loss(self.model, batch)
-        loss = loss_sum / count
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        world_size = self.trainer.world_size
+        if world_size > 1:
+            # Normalise by the token count of the whole global batch (MLM ranks count different numbers of
+            # masked tokens): the gradient average over ranks then equals one process's on the same batch.
+            totals = torch.stack([loss_sum.detach().float(), count.float()])
+            total_sum, total_count = self.trainer.strategy.reduce(totals, reduce_op="sum")
+            loss = loss_sum * world_size / total_count
+            mean = total_sum / total_count
+        else:
+            loss = loss_sum / count
+            mean = loss.detach()
+        self.log("train_loss", mean, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
         self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, on_step=True, on_epoch=False)
         return loss
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Norm clipping by the true global norm under every strategy (Lightning's FSDP path refuses norm clipping,
+        #19235; a sharded gradient's own norm is only its shard's). Logs the norm before clipping as
+        ``train/grad_norm``. DeepSpeed clips inside its engine (``gradient_clip_val`` goes to its config)."""
+        if not gradient_clip_val or gradient_clip_algorithm == "value" or is_deepspeed(self.trainer.strategy):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        norm = clip_by_global_norm(parameters, float(gradient_clip_val))
+        self.log("train/grad_norm", norm, on_step=True, on_epoch=False, rank_zero_only=True)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._accumulate_eval_loss(batch)
@@ -236,8 +320,18 @@ class PretrainModule(L.LightningModule):
     # -- optimization --------------------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
+        strategy = self.trainer.strategy
+        check_strategy(strategy, hp.optimizer, hp.init_from, hp.fp8)  # also when driven from Python
         optimizer = build_optimizer(
-            self.model, hp.optimizer, hp.lr, hp.weight_decay, tuple(hp.betas), hp.eps, hp.muon_lr, hp.muon_momentum
+            self.model,
+            hp.optimizer,
+            hp.lr,
+            hp.weight_decay,
+            tuple(hp.betas),
+            hp.eps,
+            hp.muon_lr,
+            hp.muon_momentum,
+            cpu_offload=offloads_optimizer(strategy),
         )
         total_steps = hp.decay_steps or self.trainer.max_steps
         if total_steps is None or total_steps <= 0:

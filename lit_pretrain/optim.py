@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor, distribute_tensor
+from torch.optim.adamw import adamw
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm)
 
@@ -41,7 +43,7 @@ def split_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
         seen.add(id(parameter))
         if id(parameter) in embedding_ids:
             groups["embeddings"].append(parameter)
-        elif id(parameter) in norm_ids or parameter.ndim < 2:
+        elif id(parameter) in norm_ids or len(getattr(parameter, "ds_shape", parameter.shape)) < 2:  # ZeRO-3: ds_shape
             groups["no_decay"].append(parameter)
         else:
             groups["matrices"].append(parameter)
@@ -55,24 +57,71 @@ def adamw_param_groups(groups: dict[str, list[nn.Parameter]], weight_decay: floa
     ]
 
 
-class MuonWithAdamW(torch.optim.Optimizer):
-    """One optimizer object over two inner ones (Lightning's automatic optimization takes a single optimizer).
+# Quintic Newton-Schulz coefficients of Muon's authors (also torch.optim.Muon's defaults).
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+NS_STEPS = 5
+NS_EPS = 1e-7
 
-    ``param_groups`` is the inner groups' concatenation; the dicts are shared, so a scheduler that edits
-    ``group["lr"]`` drives both inner optimizers.
+
+def orthogonalize(matrix: torch.Tensor, steps: int = NS_STEPS, eps: float = NS_EPS) -> torch.Tensor:
+    """Approximately the nearest semi-orthogonal matrix to ``matrix`` (U V^T of its SVD), by ``steps`` quintic
+    Newton-Schulz iterations in bf16; the singular values come out roughly in [0.5, 1.5], which Muon tolerates."""
+    a, b, c = NS_COEFFICIENTS
+    x = matrix.bfloat16()
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    x = x / x.norm().clamp(min=eps)  # spectral norm <= Frobenius norm <= 1
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if tall else x
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole matrix behind a sharded (DTensor) one; a plain tensor as it is."""
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def _like(value: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``value`` (a whole matrix, equal on every rank) laid out as ``reference``: this rank's shard of a DTensor."""
+    if isinstance(reference, DTensor):
+        return distribute_tensor(value, reference.device_mesh, reference.placements, src_data_rank=None)
+    return value
+
+
+class MuonWithAdamW(torch.optim.Optimizer):
+    """Muon on the hidden 2-D matrices and AdamW on everything else, as one ``torch.optim.Optimizer``.
+
+    Each param group says which update it gets (``"algorithm": "muon"`` or ``"adamw"``), so Lightning's
+    optimizer wrappers, LR schedulers, ``state_dict``/``load_state_dict`` and torch's distributed checkpoint
+    helpers see an ordinary optimizer. Muon's update is ``torch.optim.Muon``'s (momentum, Nesterov, Newton-Schulz
+    orthogonalisation, decoupled weight decay, ``match_rms_adamw`` LR scaling); AdamW's is torch's functional
+    ``adamw``. Under FSDP2 a Muon matrix is a sharded DTensor: its update is orthogonalised on the whole matrix
+    (gathered on every rank) and each rank keeps its own shard, so the result equals the unsharded one.
     """
 
-    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer) -> None:
-        self.inner = [muon, adamw]
-        # Deliberately skip Optimizer.__init__: parameters are owned by the inner optimizers.
-        self.defaults = {}
-        self.param_groups = muon.param_groups + adamw.param_groups
-        self._optimizer_step_pre_hooks = {}
-        self._optimizer_step_post_hooks = {}
-
-    @property
-    def state(self):  # merged view, used by tools that inspect optimizer state
-        return {**self.inner[0].state, **self.inner[1].state}
+    def __init__(
+        self,
+        param_groups: list[dict],
+        lr: float = 1e-3,
+        muon_lr: float = 0.02,
+        momentum: float = 0.95,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        weight_decay: float = 0.1,
+    ) -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum=momentum, algorithm="adamw")
+        groups = []
+        for group in param_groups:
+            group = dict(group)
+            if group.get("algorithm", "adamw") == "muon":
+                group.setdefault("lr", muon_lr)
+                shapes = [tuple(getattr(p, "ds_shape", p.shape)) for p in group["params"]]
+                if any(len(shape) != 2 for shape in shapes):
+                    raise ValueError(f"Muon only updates 2-D matrices; its group has shapes {shapes}")
+            groups.append(group)
+        super().__init__(groups, defaults)
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
@@ -80,21 +129,57 @@ class MuonWithAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for optimizer in self.inner:
-            optimizer.step()
+        for group in self.param_groups:
+            with_grad = [p for p in group["params"] if p.grad is not None]
+            if not with_grad:
+                continue
+            if group["algorithm"] == "muon":
+                self._muon_step(group, with_grad)
+            else:
+                self._adamw_step(group, with_grad)
         return loss
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for optimizer in self.inner:
-            optimizer.zero_grad(set_to_none=set_to_none)
+    def _muon_step(self, group: dict, params: list[torch.Tensor]) -> None:
+        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+        for param in params:
+            state = self.state[param]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(param.grad)
+            buffer = state["momentum_buffer"]
+            buffer.lerp_(param.grad, 1 - momentum)
+            update = param.grad.lerp(buffer, momentum)  # Nesterov
+            update = _like(orthogonalize(_full(update)).to(param.dtype), param)
+            rows, columns = param.shape[:2]
+            param.mul_(1 - lr * weight_decay)
+            param.add_(update, alpha=-lr * 0.2 * math.sqrt(max(rows, columns)))  # match AdamW's update RMS
 
-    def state_dict(self) -> dict:
-        return {"muon": self.inner[0].state_dict(), "adamw": self.inner[1].state_dict()}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.inner[0].load_state_dict(state_dict["muon"])
-        self.inner[1].load_state_dict(state_dict["adamw"])
-        self.param_groups = self.inner[0].param_groups + self.inner[1].param_groups
+    def _adamw_step(self, group: dict, params: list[torch.Tensor]) -> None:
+        exp_avgs, exp_avg_sqs, steps = [], [], []
+        for param in params:
+            state = self.state[param]
+            if "step" not in state:
+                state["step"] = torch.tensor(0.0)
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        beta1, beta2 = group["betas"]
+        adamw(
+            params,
+            [p.grad for p in params],
+            exp_avgs,
+            exp_avg_sqs,
+            [],
+            steps,
+            amsgrad=False,
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+        )
 
 
 def build_optimizer(
@@ -106,21 +191,27 @@ def build_optimizer(
     eps: float,
     muon_lr: float,
     muon_momentum: float,
+    cpu_offload: bool = False,
 ) -> torch.optim.Optimizer:
+    """``adamw`` or ``muon`` over ``model``'s parameter groups. ``cpu_offload``: DeepSpeed keeps the optimizer
+    state in CPU memory, where its vectorised CPU Adam (AdamW mode) takes the step with the same settings."""
     groups = split_parameters(model)
+    if name == "adamw" and cpu_offload:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(
+            adamw_param_groups(groups, weight_decay), lr=lr, betas=betas, eps=eps, weight_decay=0.0, adamw_mode=True
+        )
     if name == "adamw":
         return torch.optim.AdamW(adamw_param_groups(groups, weight_decay), lr=lr, betas=betas, eps=eps)
     if name == "muon":
-        muon = torch.optim.Muon(
-            [{"params": groups["matrices"], "name": "muon_matrices"}],
-            lr=muon_lr,
-            weight_decay=weight_decay,
-            momentum=muon_momentum,
-            adjust_lr_fn="match_rms_adamw",
+        groups = [
+            {"params": groups["matrices"], "algorithm": "muon", "name": "muon_matrices"},
+            {"params": groups["embeddings"] + groups["no_decay"], "weight_decay": 0.0, "name": "no_decay"},
+        ]
+        return MuonWithAdamW(
+            groups, lr=lr, muon_lr=muon_lr, momentum=muon_momentum, betas=betas, eps=eps, weight_decay=weight_decay
         )
-        adamw_groups = [{"params": groups["embeddings"] + groups["no_decay"], "weight_decay": 0.0, "name": "no_decay"}]
-        adamw = torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, eps=eps)
-        return MuonWithAdamW(muon, adamw)
     raise ValueError(f"unknown optimizer '{name}'")
 
 

@@ -56,6 +56,19 @@ class Objective:
         """Model inputs for a validation or test batch: the same for a window every time it is evaluated."""
         return {"input_ids": input_ids}
 
+    @staticmethod
+    def drop_rows(batch: dict[str, torch.Tensor], counted: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Exclude the rows where ``counted`` (B,) is False from the loss (padding windows of a distributed
+        evaluation) by setting their labels to ``IGNORE_INDEX``."""
+        if bool(counted.all()):
+            return batch
+        labels = batch.get("labels", batch["input_ids"]).clone()
+        labels[~counted] = IGNORE_INDEX
+        batch["labels"] = labels
+        if "target_positions" in batch:
+            batch["target_positions"] = (labels.flatten() != IGNORE_INDEX).nonzero().flatten()
+        return batch
+
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss sum, counted tokens) of ``model`` on a transformed batch."""
         raise TypeError(f"{type(self).__name__} defines no loss")

@@ -28,4 +28,4 @@ class CausalLM(Objective):
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         input_ids = batch["input_ids"]
-        return clm_loss(model(input_ids=input_ids).logits, input_ids)
+        return clm_loss(model(input_ids=input_ids).logits, batch.get("labels", input_ids))

@@ -87,6 +87,9 @@ class MaskedLM(Objective):
 
     name = "mlm"
     auto_class = AutoModelForMaskedLM
+    # Run the head on the masked positions only (bert / roberta families); off for sharded models, whose root
+    # forward must run to gather the embeddings and the head.
+    positionwise = True
 
     def __init__(self, token_ids: dict[str, int], vocab_size: int, seed: int = 0, probability: float = 0.15) -> None:
         super().__init__(token_ids, vocab_size, seed)
@@ -129,7 +132,7 @@ class MaskedLM(Objective):
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         head = POSITIONWISE_HEADS.get(getattr(getattr(model, "config", None), "model_type", None))
-        if head is None or "target_positions" not in batch:
+        if head is None or not self.positionwise or "target_positions" not in batch:
             return mlm_loss(model(input_ids=batch["input_ids"]).logits, batch["labels"])
         hidden = model.base_model(input_ids=batch["input_ids"]).last_hidden_state  # (B, T, H)
         positions = batch["target_positions"]  # (N,)

@@ -17,7 +17,25 @@ def test_windows_tile_the_shards(prepared_dataset):
         item = dataset[index]
         assert item["input_ids"].dtype == torch.int64
         assert item["input_ids"].tolist() == tokens[index * 64 : (index + 1) * 64].tolist()
-        assert set(item) == {"input_ids"}  # labels and masks are the objective's, per batch
+        assert set(item) == {"input_ids", "counted"}  # labels and masks are the objective's, per batch
+        assert bool(item["counted"])
+    padding = dataset[-1 - 1]  # how EvalWindowSampler asks for window 1 as padding
+    assert padding["input_ids"].tolist() == dataset[1]["input_ids"].tolist() and not bool(padding["counted"])
+
+
+@pytest.mark.parametrize("windows, world_size", [(10, 1), (10, 3), (11, 4), (2, 4)])
+def test_eval_sampler_gives_every_rank_as_many_batches_and_counts_each_window_once(windows, world_size):
+    from lit_pretrain.data import EvalWindowSampler
+
+    per_rank = [list(EvalWindowSampler(windows, world_size, rank)) for rank in range(world_size)]
+    assert len({len(indices) for indices in per_rank}) == 1  # same number of forward passes on every rank
+    assert all(
+        len(indices) == len(EvalWindowSampler(windows, world_size, rank)) for rank, indices in enumerate(per_rank)
+    )
+    counted = sorted(i for indices in per_rank for i in indices if i >= 0)
+    assert counted == list(range(windows))  # every window once, none twice
+    padding = [-1 - i for indices in per_rank for i in indices if i < 0]
+    assert all(0 <= i < windows for i in padding) and len(padding) == len(per_rank[0]) * world_size - windows
 
 
 def test_sampler_is_seeded_and_ranks_partition_the_epoch():

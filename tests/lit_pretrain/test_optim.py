@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -40,23 +41,62 @@ def test_schedule_values_at_warmup_end_and_at_the_end():
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
-def test_muon_with_adamw_steps_both_and_round_trips_its_state():
-    torch.manual_seed(0)
-    model = build_model(build_config("gpt2-tiny", None, vocab_size=50), AutoModelForCausalLM)
-    optimizer = build_optimizer(model, "muon", 1e-3, 0.1, (0.9, 0.95), 1e-8, 0.02, 0.95)
-    assert isinstance(optimizer, MuonWithAdamW) and len(optimizer.param_groups) == 2
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5)
-    assert optimizer.inner[0].param_groups[0]["lr"] == pytest.approx(0.01)  # the scheduler reaches Muon
-    assert optimizer.inner[1].param_groups[0]["lr"] == pytest.approx(5e-4)  # ... and AdamW
-    before = [p.detach().clone() for p in model.parameters()]
-    input_ids = torch.randint(0, 50, (2, 16))
-    model(input_ids=input_ids, labels=input_ids).loss.backward()
-    optimizer.step(lambda: None)
-    scheduler.step()
-    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+def _train(model, optimizers, steps=3, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        input_ids = torch.randint(0, 50, (2, 16), generator=generator)
+        model(input_ids=input_ids, labels=input_ids).loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+            optimizer.zero_grad()
 
-    state = optimizer.state_dict()
-    fresh = build_optimizer(model, "muon", 1e-3, 0.1, (0.9, 0.95), 1e-8, 0.02, 0.95)
+
+def test_muon_with_adamw_equals_torch_muon_plus_torch_adamw():
+    """One real torch.optim.Optimizer whose steps are exactly torch.optim.Muon's on the matrices and AdamW's on
+    the rest (the composite it replaces)."""
+    ours = build_model(build_config("gpt2-tiny", None, vocab_size=50), AutoModelForCausalLM, seed=3)
+    reference = copy.deepcopy(ours)
+    optimizer = build_optimizer(ours, "muon", 3e-3, 0.1, (0.9, 0.95), 1e-8, 0.02, 0.95)
+    assert isinstance(optimizer, MuonWithAdamW) and isinstance(optimizer, torch.optim.Optimizer)
+    assert [g["algorithm"] for g in optimizer.param_groups] == ["muon", "adamw"]
+    groups = split_parameters(reference)
+    muon = torch.optim.Muon(
+        groups["matrices"], lr=0.02, weight_decay=0.1, momentum=0.95, adjust_lr_fn="match_rms_adamw"
+    )
+    adamw = torch.optim.AdamW(
+        [{"params": groups["embeddings"] + groups["no_decay"], "weight_decay": 0.0}], lr=3e-3, betas=(0.9, 0.95)
+    )
+    before = [p.detach().clone() for p in ours.parameters()]
+    _train(ours, [optimizer])
+    _train(reference, [muon, adamw])
+    for (name, a), b, start in zip(ours.named_parameters(), reference.parameters(), before):
+        assert not torch.equal(a, start), name  # every parameter moved ...
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)  # ... exactly as torch's optimizers move it
+
+
+def test_muon_with_adamw_schedules_and_resumes_like_any_optimizer():
+    model = build_model(build_config("gpt2-tiny", None, vocab_size=50), AutoModelForCausalLM)
+    resumed = copy.deepcopy(model)
+    optimizer = build_optimizer(model, "muon", 1e-3, 0.1, (0.9, 0.95), 1e-8, 0.02, 0.95)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.01, 5e-4])  # the scheduler reaches both
+    _train(model, [optimizer], steps=2)
+    scheduler.step()
+    # A fresh optimizer on a copy, loaded from the state dict, continues exactly like the original.
+    state = copy.deepcopy(optimizer.state_dict())
+    resumed.load_state_dict(model.state_dict())
+    fresh = build_optimizer(resumed, "muon", 1e-3, 0.1, (0.9, 0.95), 1e-8, 0.02, 0.95)
     fresh.load_state_dict(state)
-    assert set(fresh.state_dict()) == {"muon", "adamw"}
     assert math.isclose(fresh.param_groups[0]["lr"], optimizer.param_groups[0]["lr"])
+    _train(model, [optimizer], steps=2, seed=1)
+    _train(resumed, [fresh], steps=2, seed=1)
+    for a, b in zip(model.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_orthogonalize_gives_singular_values_near_one():
+    from lit_pretrain.optim import orthogonalize
+
+    matrix = torch.randn(64, 24, generator=torch.Generator().manual_seed(0))
+    values = torch.linalg.svdvals(orthogonalize(matrix).float())
+    assert values.min() > 0.5 and values.max() < 1.5  # the quintic iteration's band, not exactly 1
