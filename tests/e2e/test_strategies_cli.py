@@ -1,0 +1,163 @@
+"""Every strategy CPU can run, through the real CLI with two gloo processes: DDP and FSDP2 give the per-step
+losses, gradient norms and validation loss of one process on the same global batch, for CLM and MLM; FSDP2 never
+holds the whole model on a rank; clipping is by the global norm; presets build the intended strategy objects;
+what cannot run here stops with one line before any work."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from data_prep.config import DataPrepConfig
+from data_prep.pipeline import prepare
+from tests.e2e.helpers import REPO, make_project, run, scalars
+
+DDP = ["--config", str(REPO / "configs/strategy/ddp.yaml"), "--trainer.devices", "2"]
+FSDP = ["--config", str(REPO / "configs/strategy/fsdp.yaml"), "--trainer.devices", "2"]
+# 6 optimizer steps of 8 windows, clipping at 1.0 (the quickstart's), validation at the end, no sample.
+COMMON = ["--trainer.max_steps", "6", "--trainer.val_check_interval", "6", "--trainer.accelerator", "cpu"]
+# Two processes in float32 sum in another order than one: losses agree to float32 rounding, not bit for bit.
+TOLERANCE = dict(rel=2e-5, abs=2e-5)
+
+
+def fit(project: Path, name: str, *args: str) -> dict[str, list[tuple[int, float]]]:
+    result = run("fit", "--config", "tiny.yaml", *COMMON, *args, "--trainer.logger.init_args.name", name, cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return scalars(project / "runs" / name)
+
+
+def values(metrics: dict, tag: str) -> list[float]:
+    return [value for _, value in metrics[tag]]
+
+
+@pytest.fixture(scope="module", params=["clm", "mlm"])
+def runs(request, tmp_path_factory, stdlib_corpus) -> dict:
+    """One process with 8 windows per step, DDP with 2 x 4, FSDP2 with 2 x 4 (with activation checkpointing
+    for MLM), on the same data and config."""
+    objective = request.param
+    project = make_project(tmp_path_factory.mktemp(f"strategies-{objective}"), stdlib_corpus, objective)
+    fsdp_extra = ["--model.gradient_checkpointing", "true"] if objective == "mlm" else []
+    return {
+        "objective": objective,
+        "project": project,
+        "single": fit(project, "single", "--data.batch_size", "8"),
+        "ddp": fit(project, "ddp", *DDP, "--data.batch_size", "4"),
+        "fsdp": fit(project, "fsdp", *FSDP, "--data.batch_size", "4", *fsdp_extra),
+    }
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_give_one_process_losses_and_gradient_norms(runs, strategy):
+    single, other = runs["single"], runs[strategy]
+    assert len(values(single, "train_loss")) == 6
+    assert values(other, "train_loss") == pytest.approx(values(single, "train_loss"), **TOLERANCE)
+    assert values(other, "train/grad_norm") == pytest.approx(values(single, "train/grad_norm"), **TOLERANCE)
+    # Exact over the whole validation split: the rank short of a window pads with one that is not counted.
+    assert values(other, "val_loss") == pytest.approx(values(single, "val_loss"), **TOLERANCE)
+
+
+def test_fsdp_equals_ddp_step_by_step_with_clipping_active(runs):
+    """Clipping at 1.0 is active (the pre-clip norm exceeds it), so an FSDP2 clip by a shard's own norm (about
+    1/sqrt(2) of the global one) would change every update after the first and the losses would part."""
+    norms = values(runs["fsdp"], "train/grad_norm")
+    assert max(norms) > 1.0
+    assert values(runs["fsdp"], "train_loss") == pytest.approx(values(runs["ddp"], "train_loss"), **TOLERANCE)
+    assert norms == pytest.approx(values(runs["ddp"], "train/grad_norm"), **TOLERANCE)
+
+
+def test_fsdp_sharded_checkpoint_validates_to_the_same_loss(runs):
+    project = runs["project"]
+    checkpoint = project / "runs/fsdp/checkpoints/last.ckpt"
+    assert checkpoint.is_dir() and len(list(checkpoint.glob("*.distcp"))) == 2  # one shard per rank
+    args = ["--trainer.logger.init_args.name", "fsdp", "--ckpt_path", "last", "--trainer.accelerator", "cpu"]
+    result = run("validate", "--config", "tiny.yaml", *FSDP, *args, cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    validated = float(result.stdout.split("val_loss")[1].split()[0])
+    assert validated == pytest.approx(values(runs["fsdp"], "val_loss")[-1], abs=1e-4)
+
+
+def test_fsdp_full_checkpoint_is_one_file_with_the_models_own_keys(tmp_path, stdlib_corpus):
+    project = make_project(tmp_path, stdlib_corpus)
+    full = ["--trainer.strategy.init_args.save_distributed_checkpoint", "false", "--data.batch_size", "4"]
+    fit(project, "full", *FSDP, *full, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2")
+    checkpoint = torch.load(project / "runs/full/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    keys = list(checkpoint["state_dict"])
+    assert "model.transformer.h.0.attn.c_attn.weight" in keys and not any(
+        "_fsdp" in k or "_orig_mod" in k for k in keys
+    )
+    weight = checkpoint["state_dict"]["model.transformer.h.0.attn.c_attn.weight"]
+    assert tuple(weight.shape) == (64, 192)  # gathered, not a shard (gpt2-tiny: 64 wide)
+
+
+def test_global_batch_size_sets_accumulation_and_matches_one_process(tmp_path, stdlib_corpus):
+    """DDP with 2 x 2 windows and data.global_batch_size 8 accumulates 2 micro-batches: the same 8 windows per
+    step as one process with batch 8, so the same gradient (CLM counts every token alike)."""
+    project = make_project(tmp_path, stdlib_corpus)
+    single = fit(project, "single", "--data.batch_size", "8", "--trainer.max_steps", "3")
+    accumulated = fit(
+        project, "ddp", *DDP, "--data.batch_size", "2", "--data.global_batch_size", "8", "--trainer.max_steps", "3"
+    )
+    hparams = yaml.safe_load((project / "runs/ddp/hparams.yaml").read_text())
+    assert hparams["global_batch_size"] == 8
+    assert len(values(accumulated, "train/grad_norm")) == 3  # 3 optimizer steps of 2 micro-batches each
+    assert values(accumulated, "train/grad_norm") == pytest.approx(values(single, "train/grad_norm"), **TOLERANCE)
+
+
+def test_fsdp_never_holds_the_whole_model_on_a_rank(tmp_path, stdlib_corpus):
+    """A 16-block model (~200 MB of fp32 parameters, nearly all in the blocks): one process's peak resident
+    memory grows by the whole model while it is built; each FSDP2 rank's by about half plus one block."""
+    project = make_project(tmp_path, stdlib_corpus)
+    prep = yaml.safe_load((project / "prep.yaml").read_text())
+    prepare(DataPrepConfig.from_dict({**prep, "output_dir": str(project / "data/small")}), show_progress=False)
+    (project / "memory.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "trainer": {
+                    "callbacks": [{"class_path": "recorder.PeakMemory", "init_args": {"path": str(project / "peak")}}]
+                }
+            }
+        )
+    )
+    big = [
+        "--model.config",
+        "{n_layer: 16, n_embd: 512, n_head: 8}",
+        "--trainer.max_steps",
+        "1",
+        "--trainer.limit_val_batches",
+        "0",
+        "--checkpoint.every_n_train_steps",
+        "0",
+        "--config",
+        "memory.yaml",
+    ]
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"  # inherited by the runs: freed tensors return to the system
+    try:
+        fit(project, "whole", *big, "--data.batch_size", "2")
+        whole = json.loads((project / "peak.0.json").read_text())
+        fit(project, "sharded", *big, *FSDP, "--data.batch_size", "1")
+        ranks = [json.loads((project / f"peak.{rank}.json").read_text()) for rank in (0, 1)]
+    finally:
+        del os.environ["MALLOC_MMAP_THRESHOLD_"]
+    size = whole["model_parameter_bytes"]
+    assert size > 190e6 and whole["local_parameter_bytes"] == size
+    assert whole["after"] - whole["before"] > 0.9 * size  # the control: building it whole costs the whole model
+    for rank in ranks:
+        assert rank["model_parameter_bytes"] == size
+        assert rank["local_parameter_bytes"] == pytest.approx(size / 2, rel=0.02)
+        assert rank["after"] - rank["before"] < 0.7 * size  # half the blocks + one block being built + the root
+
+
+def test_compile_keeps_the_models_own_checkpoint_keys_and_its_losses(runs):
+    if runs["objective"] != "clm":
+        pytest.skip("one compiled run is enough (CPU compilation takes about a minute)")
+    project = runs["project"]
+    compiled = fit(project, "compiled", "--data.batch_size", "8", "--model.compile", "true")
+    assert values(compiled, "train_loss") == pytest.approx(values(runs["single"], "train_loss"), rel=1e-4)
+    checkpoint = torch.load(project / "runs/compiled/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    keys = list(checkpoint["state_dict"])
+    assert "model.transformer.wte.weight" in keys and not any("_orig_mod" in key for key in keys)
