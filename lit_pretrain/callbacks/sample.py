@@ -23,6 +23,7 @@ class GenerateSample(L.Callback):
         seed: Seed for sampling, so a given checkpoint always prints the same sample.
         mask_prompt: Text for a masked LM; each ``<mask>`` becomes the tokenizer's mask token.
         fill_top_k: Predictions shown per masked position.
+        enabled: False switches the sample off (``--sample.enabled false``), e.g. for benchmarks.
     """
 
     def __init__(
@@ -34,7 +35,9 @@ class GenerateSample(L.Callback):
         seed: int = 0,
         mask_prompt: str = "for index in <mask>(len(items)):\n    <mask>.append(index)",
         fill_top_k: int = 5,
+        enabled: bool = True,
     ) -> None:
+        self.enabled = enabled
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
         self.temperature, self.top_k, self.seed = temperature, top_k, seed
         self.mask_prompt, self.fill_top_k = mask_prompt, fill_top_k
@@ -100,7 +103,7 @@ class GenerateSample(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
-        if datamodule is None or not hasattr(datamodule, "tokenizer_path"):
+        if not self.enabled or datamodule is None or not hasattr(datamodule, "tokenizer_path"):
             return
         if pl_module.objective.name == "mlm":
             sample, self.last_predictions = self.fill_mask(pl_module, datamodule.tokenizer_path)

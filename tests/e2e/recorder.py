@@ -36,34 +36,51 @@ class BatchRecorder(L.Callback):
 
 
 class PeakMemory(L.Callback):
-    """Writes ``<path>.<rank>.json``: this process's resident memory when the model is about to be built
-    (``setup``), its peak resident memory (``ru_maxrss``) once it is built (``on_fit_start``), and the parameter
-    bytes this rank holds locally and the model has in all. Run with ``MALLOC_MMAP_THRESHOLD_`` low so freed
-    tensors leave the resident set, on a prepared dataset (preparation has a peak of its own)."""
+    """Writes ``<path>.<rank>.json``: the most parameter bytes this rank held at any time while the model was
+    built, the parameter bytes it holds once built (``on_fit_start``), and what the model has in all.
+
+    Parameters are counted from the tensors themselves (a DTensor by its local shard, a meta tensor as nothing)
+    right before every ``fully_shard`` call, when the block about to be sharded is whole, and once the model is
+    built: the peak of what a rank holds is at one of those moments."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.peak, self.model = 0, None
 
     @staticmethod
-    def _peak() -> int:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
-
-    def setup(self, trainer, pl_module, stage) -> None:
-        with open("/proc/self/statm") as handle:
-            self.before = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def on_fit_start(self, trainer, pl_module) -> None:
+    def held(model) -> int:
         from torch.distributed.tensor import DTensor
 
-        parameters = list(pl_module.model.parameters())
-        local = sum((p.to_local() if isinstance(p, DTensor) else p).numel() * p.element_size() for p in parameters)
+        total = 0
+        for parameter in {id(p): p for p in model.parameters()}.values():
+            local = parameter.to_local() if isinstance(parameter, DTensor) else parameter
+            total += 0 if local.is_meta else local.numel() * local.element_size()
+        return total
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        import torch.distributed.fsdp as fsdp
+
+        import lit_pretrain.models as models
+
+        materialize, fully_shard = models.materialize, fsdp.fully_shard
+
+        def seeing_materialize(model, *args, **kwargs):  # remember the model being built
+            self.model = model
+            return materialize(model, *args, **kwargs)
+
+        def counting_fully_shard(module, *args, **kwargs):
+            if self.model is not None:
+                self.peak = max(self.peak, self.held(self.model))
+            return fully_shard(module, *args, **kwargs)
+
+        models.materialize, fsdp.fully_shard = seeing_materialize, counting_fully_shard
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        held = self.held(pl_module.model)
         record = {
-            "before": self.before,
-            "after": self._peak(),
-            "local_parameter_bytes": local,
-            "model_parameter_bytes": sum(p.numel() * p.element_size() for p in parameters),
+            "peak_parameter_bytes": max(self.peak, held),
+            "local_parameter_bytes": held,
+            "model_parameter_bytes": sum(p.numel() * p.element_size() for p in pl_module.model.parameters()),
         }
         with open(f"{self.path}.{trainer.global_rank}.json", "w") as handle:
             json.dump(record, handle)

@@ -215,3 +215,18 @@ def test_deepspeed_cpu_adam_takes_torch_adamw_steps():
             optimizer.zero_grad()
     for a, b in zip(ours.parameters(), reference.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9),
+    reason="FP8 training needs a CUDA GPU with compute capability >= 8.9 (H100, H200, L4, L40S)",
+)
+def test_fp8_trains_a_llama_with_torchao_linears(tmp_path, prepared_dataset):
+    pytest.importorskip("torchao")
+    data = PretrainDataModule(dataset_dir=str(prepared_dataset), prepare_config=None, seq_len=64, batch_size=16)
+    keys = {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4, "num_key_value_heads": 2}
+    model = PretrainModule(preset="llama-tiny", config=keys, vocab_size=data.vocab_size, seq_len=64, fp8=True)
+    trainer = quiet_trainer(tmp_path, max_steps=10, limit_val_batches=2, precision="bf16-mixed", val_check_interval=10)
+    trainer.fit(model, datamodule=data)
+    assert any(type(m).__name__ == "Float8Linear" for m in model.model.modules())
+    assert torch.isfinite(trainer.callback_metrics["val_loss"])

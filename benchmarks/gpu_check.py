@@ -1,0 +1,131 @@
+"""Every GPU check of the training issue in one script, under 8 minutes on one H100/H200:
+
+* gpt2-small CLM, bf16-mixed, model.compile, 100 steps of 16 x 1024 tokens: single device, FSDP2 (1 GPU),
+  DeepSpeed ZeRO-2 and ZeRO-3;
+* bert-base MLM, bf16-mixed, 100 steps of 32 x 512 tokens;
+* the GPU-only tests (16-mixed loss scaling) through pytest.
+
+Each run is the real CLI (``python -m lit_pretrain fit --config ... --config configs/strategy/X.yaml``) with a
+probe callback (benchmarks/gpu_probe.py) that reports the last training loss, steady-state tokens/s (after 20
+steps, so compilation is excluded) and peak CUDA memory. Prints one table; writes ``results.jsonl``.
+
+    python benchmarks/gpu_check.py              # on the GPU machine (prepares data/stdlib* first if missing)
+    python benchmarks/gpu_check.py --smoke      # on CPU: the same runs with tiny models for 6 steps, ZeRO skipped
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BUDGET_S = 460  # all runs together stay under 8 minutes
+
+CLM = ["--config", "configs/gpt2-small.yaml", "--trainer.accumulate_grad_batches", "1", "--model.compile", "true"]
+MLM = [
+    "--config", "configs/quickstart-mlm.yaml", "--model.preset", "bert-base", "--data.seq_len", "512",
+    "--trainer.precision", "bf16-mixed", "--model.optimizer", "adamw", "--model.lr", "3e-4",
+]  # fmt: skip
+RUNS = [  # name, base args, strategy preset (None: single device)
+    ("gpt2-small clm single", CLM, None),
+    ("gpt2-small clm fsdp", CLM, "fsdp"),
+    ("gpt2-small clm zero2", CLM, "deepspeed_zero2"),
+    ("gpt2-small clm zero3", CLM, "deepspeed_zero3"),
+    ("bert-base mlm single", MLM, None),
+]
+SMOKE = {  # CPU: tiny models, a few steps, no compilation
+    "clm": ["--model.preset", "gpt2-tiny", "--data.seq_len", "64", "--data.batch_size", "4",
+            "--trainer.precision", "bf16-mixed", "--model.compile", "false", "--trainer.accelerator", "cpu"],
+    "mlm": ["--model.preset", "bert-tiny", "--data.seq_len", "64", "--data.batch_size", "4",
+            "--trainer.accelerator", "cpu"],
+}  # fmt: skip
+
+
+def run_one(name: str, base: list[str], strategy: str | None, out: Path, steps: int, smoke: bool, limit_s: float):
+    if strategy and strategy.startswith("deepspeed") and not torch.cuda.is_available():
+        return {"name": name, "status": "skipped: DeepSpeed needs CUDA"}
+    probe = out / f"{name.replace(' ', '_')}-probe.yaml"
+    warmup = 2 if smoke else 20
+    init_args = {"path": str(out / "results.jsonl"), "name": name, "warmup_steps": warmup}
+    probe.write_text(
+        yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "gpu_probe.Probe", "init_args": init_args}]}})
+    )
+    args = [*base]
+    if strategy:
+        args += ["--config", f"configs/strategy/{strategy}.yaml", "--trainer.devices", "1"]
+    if smoke:
+        args += SMOKE["mlm" if "mlm" in name else "clm"]
+    args += [
+        "--config", str(probe), "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
+        "--trainer.limit_val_batches", "5", "--checkpoint.every_n_train_steps", "0", "--checkpoint.save_last", "false",
+        "--sample.enabled", "false", "--trainer.enable_progress_bar", "false", "--trainer.max_time", "null",
+        "--trainer.logger.init_args.name", f"gpu_check/{name.replace(' ', '_')}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "benchmarks")])}
+    started = time.perf_counter()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "lit_pretrain", "fit", *args],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=limit_s,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"name": name, "status": f"timed out after {limit_s:.0f} s"}
+    seconds = round(time.perf_counter() - started)
+    records = (
+        [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        if (out / "results.jsonl").is_file()
+        else []
+    )
+    mine = [r for r in records if r["name"] == name]
+    if result.returncode != 0 or not mine:
+        last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"name": name, "status": f"failed (exit {result.returncode}): {last[:200]}", "seconds": seconds}
+    return {**mine[-1], "status": "ok", "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="CPU: tiny models, 6 steps, ZeRO skipped")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "gpu_check")
+    options = parser.parse_args()
+    steps = options.steps or (6 if options.smoke else 100)
+    options.out.mkdir(parents=True, exist_ok=True)
+    (options.out / "results.jsonl").unlink(missing_ok=True)
+    deadline = time.perf_counter() + BUDGET_S
+    rows = []
+    for name, base, strategy in RUNS:
+        left = deadline - time.perf_counter()
+        if left < 30:
+            rows.append({"name": name, "status": "skipped: out of time"})
+            continue
+        rows.append(run_one(name, base, strategy, options.out, steps, options.smoke, min(left, 150)))
+        print(json.dumps(rows[-1]), flush=True)
+    if torch.cuda.is_available() and not options.smoke:
+        tests = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rs", "tests/lit_pretrain/test_strategies.py", "-k", "fp16 or fp8"],
+            cwd=REPO, capture_output=True, text=True, timeout=max(30, deadline - time.perf_counter() + 20),
+        )  # fmt: skip
+        rows.append({"name": "GPU-only tests", "status": tests.stdout.strip().splitlines()[-1]})
+    print("\n| run | status | steps | train_loss | tokens/s | peak GiB | s |\n|---|---|---|---|---|---|---|")
+    for row in rows:
+        cells = [
+            row.get(k, "")
+            for k in ("name", "status", "steps", "train_loss", "tokens_per_s", "peak_memory_gib", "seconds")
+        ]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(f"\ndevice: {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
+    (options.out / "summary.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
