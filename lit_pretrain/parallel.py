@@ -128,14 +128,18 @@ def global_grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
     return norm.full_tensor() if isinstance(norm, DTensor) else norm
 
 
+def _grouped(tensors: list[torch.Tensor]) -> dict[tuple, list[torch.Tensor]]:
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for tensor in tensors:
+        groups.setdefault((tensor.device, tensor.dtype), []).append(tensor)
+    return groups
+
+
 def clip_by_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """Scale all gradients by ``min(1, max_norm / global norm)``; returns the norm before clipping."""
     norm = global_grad_norm(parameters)
     coefficient = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
-    for parameter in parameters:
-        grad = parameter.grad
-        if grad is None:
-            continue
-        local = grad.to_local() if isinstance(grad, DTensor) else grad
-        local.mul_(coefficient.to(local.device, local.dtype))
+    local = [p.grad.to_local() if isinstance(p.grad, DTensor) else p.grad for p in parameters if p.grad is not None]
+    for device_and_dtype, grads in _grouped(local).items():
+        torch._foreach_mul_(grads, coefficient.to(*device_and_dtype))
     return norm

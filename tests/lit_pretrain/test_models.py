@@ -98,3 +98,38 @@ def test_attn_implementation_passes_through(attention):
     module = PretrainModule(preset="gpt2-tiny", vocab_size=64, seq_len=32, attn_implementation=attention)
     module.configure_model()
     assert module.model.config._attn_implementation == attention
+
+
+@pytest.mark.parametrize(
+    "preset, block", [("gpt2-tiny", "GPT2Block"), ("llama-tiny", "LlamaDecoderLayer"), ("bert-tiny", "BertLayer")]
+)
+def test_fsdp_units_are_the_transformer_blocks(preset, block):
+    from lit_pretrain.parallel import transformer_blocks
+
+    model = build_model(build_config(preset, None, 128), HEADS[PRESETS[preset].objective])
+    blocks = transformer_blocks(model)
+    assert [type(b).__name__ for b in blocks] == [block] * model.config.num_hidden_layers
+
+
+@pytest.mark.parametrize("preset", ["gpt2-tiny", "llama-tiny", "bert-tiny"])
+def test_built_models_have_the_architectures_own_initialisation(preset):
+    """Built from the meta device module by module, the weights follow transformers' own init (same per-tensor
+    mean and spread as from_config, norms exactly one, biases zero), do not depend on earlier random draws, and
+    buffers (rotary frequencies, position ids) are the real ones."""
+    head, config = HEADS[PRESETS[preset].objective], build_config(preset, None, 512)
+    ours = build_model(config, head, seed=0)
+    torch.rand(100)  # an unrelated draw must not change the initial weights
+    again = build_model(config, head, seed=0)
+    other_seed = build_model(config, head, seed=1)
+    reference = head.from_config(config)
+    for (name, a), b, c, d in zip(
+        ours.named_parameters(), again.parameters(), other_seed.parameters(), reference.parameters()
+    ):
+        assert torch.equal(a, b), name
+        if d.std() > 0:
+            assert not torch.equal(a, c), name
+            assert a.std().item() == pytest.approx(d.std().item(), rel=0.1), name
+        else:
+            assert torch.equal(a, d), name  # constants: norm weights one, biases zero
+    for (name, a), b in zip(ours.named_buffers(), reference.buffers()):
+        assert torch.equal(a, b), name
