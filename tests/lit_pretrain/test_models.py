@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
@@ -121,6 +123,7 @@ def test_built_models_have_the_architectures_own_initialisation(preset):
     torch.rand(100)  # an unrelated draw must not change the initial weights
     again = build_model(config, head, seed=0)
     other_seed = build_model(config, head, seed=1)
+    torch.manual_seed(0)
     reference = head.from_config(config)
     for (name, a), b, c, d in zip(
         ours.named_parameters(), again.parameters(), other_seed.parameters(), reference.parameters()
@@ -128,7 +131,8 @@ def test_built_models_have_the_architectures_own_initialisation(preset):
         assert torch.equal(a, b), name
         if d.std() > 0:
             assert not torch.equal(a, c), name
-            assert a.std().item() == pytest.approx(d.std().item(), rel=0.1), name
+            # Two standard-deviation estimates over n values each differ by ~sqrt(1/n) relative: allow 4 of those.
+            assert a.std().item() == pytest.approx(d.std().item(), rel=max(0.05, 4 / math.sqrt(a.numel()))), name
         else:
             assert torch.equal(a, d), name  # constants: norm weights one, biases zero
     for (name, a), b in zip(ours.named_buffers(), reference.buffers()):

@@ -38,9 +38,11 @@ def project(tmp_path_factory, stdlib_corpus):
 def cli(project, *args: str) -> PretrainCLI:
     """The CLI's objects as `fit --config tiny.yaml ARGS` would build them, without running (nothing prepared)."""
     import os
+    import sys
 
-    cwd = os.getcwd()
+    cwd, argv = os.getcwd(), sys.argv
     os.chdir(project)
+    sys.argv = argv[:1]  # pytest's own arguments are not the CLI's
     try:
         return PretrainCLI(
             PretrainModule,
@@ -51,6 +53,7 @@ def cli(project, *args: str) -> PretrainCLI:
         )
     finally:
         os.chdir(cwd)
+        sys.argv = argv
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
