@@ -261,6 +261,27 @@ def build_model(
     return model.to(device) if shard is None and device is not None else model
 
 
+def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
+    """Training FLOPs (forward + backward) per token: ``6 N + 12 L H Q T`` (PaLM, appendix B).
+
+    ``N`` counts the parameters that multiply activations: all trainable ones, tied weights once, except
+    position-embedding tables and, when the output head is untied, the input embedding table (lookups, not
+    matmuls). ``12 L H Q T`` is attention's score and value matmuls over the full ``T x T`` window (a causal mask
+    is not discounted), with ``L`` layers, ``H`` heads of size ``Q``, ``T = seq_len``. Norms, activations and the
+    softmax are not counted. The head is counted at every position (for MLM's masked-positions-only head, an
+    upper bound). One function for MFU and for ``estimate``."""
+    config = model.config
+    excluded = {id(p) for name, p in model.named_parameters() if "position" in name or name.endswith("wpe.weight")}
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    embeddings = model.get_input_embeddings()
+    if head is not None and head.weight is not embeddings.weight:
+        excluded.add(id(embeddings.weight))
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in excluded)
+    layers, heads = config.num_hidden_layers, config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return 6.0 * n + 12.0 * layers * heads * head_dim * seq_len
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Trainable parameters, tied weights counted once."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -137,3 +137,30 @@ def test_built_models_have_the_architectures_own_initialisation(preset):
             assert torch.equal(a, d), name  # constants: norm weights one, biases zero
     for (name, a), b in zip(ours.named_buffers(), reference.buffers()):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize(
+    "preset, keys",
+    [
+        ("gpt2-tiny", {"n_embd": 256, "n_layer": 4, "n_head": 4}),  # tied head, learned positions
+        ("llama-tiny", {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4}),  # untied, GQA
+        (
+            "bert-tiny",
+            {"hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 4},
+        ),
+    ],
+)
+def test_flops_per_token_matches_torchs_flop_counter(preset, keys):
+    """6N + 12LHQT against torch.utils.flop_counter on a real forward + backward. Eager attention: the counter
+    does not count the CPU SDPA kernel's backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lit_pretrain.models import flops_per_token
+
+    model = build_model(build_config(preset, keys, 2048), HEADS[PRESETS[preset].objective], attn_implementation="eager")
+    batch, seq_len = 2, 128
+    input_ids = torch.randint(0, 2048, (batch, seq_len), generator=torch.Generator().manual_seed(0))
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=input_ids).logits.float().sum().backward()
+    measured = counter.get_total_flops() / (batch * seq_len)
+    assert flops_per_token(model, seq_len) == pytest.approx(measured, rel=0.02)
