@@ -1,0 +1,126 @@
+"""Monitoring callbacks in process: global gradient norm and clip fraction, throughput, tokens seen, MFU."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+
+from lit_pretrain import PretrainDataModule, PretrainModule
+from lit_pretrain.callbacks import GradientNorm, Throughput
+from lit_pretrain.callbacks.throughput import gpu_family, peak_flops
+from lit_pretrain.models import flops_per_token
+from tests.conftest import quiet_trainer
+
+
+class Metrics(L.Callback):
+    """Keeps every logged step metric (callback_metrics holds only the latest)."""
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.history.append({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+
+def fit(tmp_path, dataset, callbacks, **trainer_options):
+    L.seed_everything(0)
+    data = PretrainDataModule(dataset_dir=str(dataset), prepare_config=None, seq_len=64, batch_size=4)
+    model = PretrainModule(preset="gpt2-tiny", vocab_size=data.vocab_size, seq_len=64, lr=3e-3, warmup_steps=2)
+    recorder = Metrics()
+    options = {"max_steps": 6, "limit_val_batches": 0, "log_every_n_steps": 1, **trainer_options}
+    trainer = quiet_trainer(tmp_path, callbacks=[*callbacks, recorder], **options)
+    trainer.fit(model, datamodule=data)
+    return model, recorder.history
+
+
+@pytest.mark.parametrize(
+    "name, family",
+    [
+        ("NVIDIA H200", "H200"),
+        ("NVIDIA H100 80GB HBM3", "H100 SXM"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),
+        ("NVIDIA H100 NVL", "H100 NVL"),
+        ("NVIDIA A100-SXM4-80GB", "A100"),
+        ("NVIDIA L40S", "L40S"),
+        ("NVIDIA L4", "L4"),
+        ("NVIDIA GeForce RTX 4090", None),
+    ],
+)
+def test_peak_table_knows_gpus_by_their_cuda_names(name, family):
+    assert gpu_family(name) == family
+    if family is not None:
+        assert peak_flops(name, "bf16-mixed") >= 121e12
+        assert peak_flops(name, "32-true") < peak_flops(name, "bf16-mixed")
+
+
+def test_h200_bf16_peak_is_989_tflops():
+    assert peak_flops("NVIDIA H200", "bf16-mixed") == 989e12  # the plain name Lightning's table misses
+
+
+def test_gradient_norm_is_the_norm_before_clipping_and_clip_fraction_counts_steps(tmp_path, prepared_dataset):
+    class Reference(L.Callback):  # the norm of the unclipped gradients, computed here independently
+        def __init__(self) -> None:
+            self.norms: list[float] = []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            grads = [p.grad.flatten() for p in pl_module.parameters() if p.grad is not None]
+            self.norms.append(torch.cat(grads).norm().item())
+
+    reference = Reference()
+    _, history = fit(tmp_path, prepared_dataset, [reference, GradientNorm()], gradient_clip_val=1e-6)
+    logged = [step["train/grad_norm"] for step in history]
+    assert logged == pytest.approx(reference.norms, rel=1e-5)
+    assert all(norm > 1e-6 for norm in logged) and history[-1]["train/clip_fraction"] == 1.0  # every step clipped
+    _, history = fit(tmp_path, prepared_dataset, [GradientNorm()], gradient_clip_val=1e6)
+    assert history[-1]["train/clip_fraction"] == 0.0
+
+
+def test_per_block_norms_add_up_to_the_global_norm(tmp_path, prepared_dataset):
+    _, history = fit(tmp_path, prepared_dataset, [GradientNorm(per_block=True)], max_steps=2)
+    last = history[-1]
+    parts = [value for key, value in last.items() if key.startswith("grad_norm/")]
+    assert {"grad_norm/block_00", "grad_norm/block_01", "grad_norm/other"} <= set(last)
+    assert math.sqrt(sum(v * v for v in parts)) == pytest.approx(last["train/grad_norm"], rel=1e-5)
+
+
+def test_throughput_counts_tokens_and_gives_mfu_only_with_a_known_peak(tmp_path, prepared_dataset):
+    _, history = fit(tmp_path, prepared_dataset, [Throughput(window=3)])
+    last = history[-1]
+    assert last["train/tokens_seen"] == 6 * 4 * 64  # steps x batch x seq_len
+    assert last["train/tokens_per_s"] > 0 and last["train/samples_per_s"] == pytest.approx(
+        last["train/tokens_per_s"] / 64
+    )
+    assert last["train/step_time_s"] > 0
+    assert "train/mfu" not in last  # CPU: omitted, not estimated
+
+    model, history = fit(tmp_path, prepared_dataset, [Throughput(peak_flops=1e12, window=3)])
+    last = history[-1]
+    expected = flops_per_token(model.model, 64) * last["train/tokens_per_s"] / 1e12
+    assert last["train/mfu"] == pytest.approx(expected, rel=1e-6) and 0 < last["train/mfu"] < 1
+
+
+def test_a_dropped_spike_leaves_the_weights_as_they_were(tmp_path, prepared_dataset):
+    from lit_pretrain.callbacks import StabilityGuard
+    from tests.e2e.recorder import InjectFault
+
+    class Weights(L.Callback):
+        def __init__(self) -> None:
+            self.before, self.after = {}, {}
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.before[trainer.global_step] = [p.detach().clone() for p in pl_module.parameters()]
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.after[trainer.global_step - 1] = [p.detach().clone() for p in pl_module.parameters()]
+
+    for skip in (True, False):
+        weights = Weights()
+        guard = StabilityGuard(warmup_steps=3, skip_spikes=skip)
+        fit(tmp_path, prepared_dataset, [InjectFault(at_step=5, factor=10.0), guard, weights], max_steps=8)
+        assert guard.spikes == 1
+        unchanged = all(torch.equal(a, b) for a, b in zip(weights.before[5], weights.after[5]))
+        assert unchanged == skip  # dropped: step 5 changed nothing; warned only: it trained on the spike
+        assert all(not torch.equal(a, b) for a, b in zip(weights.before[6], weights.after[6]))  # and then trains on
