@@ -84,3 +84,27 @@ class PeakMemory(L.Callback):
         }
         with open(f"{self.path}.{trainer.global_rank}.json", "w") as handle:
             json.dump(record, handle)
+
+
+class InjectFault(L.Callback):
+    """Multiplies the loss of the first training batch of step ``at_step`` by ``factor`` (``nan`` makes it NaN),
+    once."""
+
+    def __init__(self, at_step: int, factor: float) -> None:
+        self.at_step, self.factor, self.fired = at_step, factor, False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        objective = pl_module.objective
+        if not hasattr(objective, "_clean_loss"):
+            objective._clean_loss = objective.loss
+        if trainer.global_step == self.at_step and not self.fired:
+            self.fired = True
+            clean, factor = objective._clean_loss, self.factor
+
+            def faulty(model, batch):
+                loss_sum, count = clean(model, batch)
+                return loss_sum * factor, count
+
+            objective.loss = faulty
+        else:
+            objective.loss = objective._clean_loss

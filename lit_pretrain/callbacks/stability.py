@@ -1,0 +1,72 @@
+"""Stop on a non-finite loss before it reaches the weights; warn about (or skip) loss spikes.
+
+The loss checked is the training step's global mean (identical on every rank), so every rank takes the same
+decision and none is left waiting in a collective. A NaN/Inf loss raises :class:`LossNotFinite` before its
+backward pass: no optimizer step and no checkpoint see it, so ``--ckpt_path last`` resumes from the last good
+state. A spike is a loss above ``spike_factor`` x the running mean (an exponential moving average, after
+``warmup_steps`` steps); it is warned about and, with ``skip_spikes``, its batch is dropped: no backward and no
+weight update (the step counter and the schedule still advance).
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
+
+
+class LossNotFinite(RuntimeError):
+    """The training loss became NaN or Inf."""
+
+
+class StabilityGuard(L.Callback):
+    """Args:
+    enabled: False switches it off (``--stability.enabled false``).
+    spike_factor: A loss above this multiple of the running mean is a spike.
+    warmup_steps: Steps before spikes are looked for (the early loss falls fast).
+    skip_spikes: Drop a spike's batch (no backward, no weight update; the step still counts).
+    ema_decay: Weight of the past in the running mean.
+    """
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        spike_factor: float = 2.0,
+        warmup_steps: int = 50,
+        skip_spikes: bool = False,
+        ema_decay: float = 0.98,
+    ) -> None:
+        self.enabled, self.spike_factor, self.warmup_steps = enabled, spike_factor, warmup_steps
+        self.skip_spikes, self.ema_decay = skip_spikes, ema_decay
+        self.mean: float | None = None
+        self.seen = self.spikes = 0
+
+    def check(self, loss: float, step: int) -> bool:
+        """Called by the module with the global mean loss of a training batch; True: skip this batch."""
+        if not self.enabled:
+            return False
+        if not math.isfinite(loss):
+            raise LossNotFinite(
+                f"train_loss is {loss} at step {step}; stopped before it reached the weights. The last checkpoint "
+                "is intact: lower --model.lr (or raise --model.warmup_steps, --trainer.gradient_clip_val) and resume "
+                "with --ckpt_path last"
+            )
+        spike = self.seen >= self.warmup_steps and self.mean is not None and loss > self.spike_factor * self.mean
+        if spike:
+            self.spikes += 1
+            action = "its batch is skipped" if self.skip_spikes else "training goes on"
+            rank_zero_warn(
+                f"loss spike at step {step}: {loss:.4f} > {self.spike_factor} x running mean {self.mean:.4f}; {action}"
+            )
+            if self.skip_spikes:
+                return True
+        self.seen += 1
+        self.mean = loss if self.mean is None else self.ema_decay * self.mean + (1 - self.ema_decay) * loss
+        return False
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "seen": self.seen, "spikes": self.spikes}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.mean, self.seen, self.spikes = state_dict["mean"], state_dict["seen"], state_dict["spikes"]
