@@ -1,4 +1,5 @@
 """``python -m lit_pretrain {fit,validate,test} --config configs/X.yaml [--trainer.max_steps 100] ...``
+and ``python -m lit_pretrain plot RUN_DIR... --out run.png`` (:mod:`lit_pretrain.plot`).
 
 A thin LightningCLI over :class:`PretrainModule` and :class:`PretrainDataModule`. Besides the Trainer's,
 module's and data module's keys it always has:
@@ -6,6 +7,11 @@ module's and data module's keys it always has:
 * ``checkpoint``: a ``ModelCheckpoint`` (``--checkpoint.every_n_train_steps``, ``--checkpoint.dirpath``,
   ``--checkpoint.save_last``), writing into ``<run dir>/checkpoints`` so ``--ckpt_path last`` finds them;
 * ``sample``: :class:`GenerateSample`, printing a generation for ``--sample.prompt`` when fit ends;
+* ``grad_norm``: :class:`GradientNorm` (``train/grad_norm``, ``train/clip_fraction``, ``--grad_norm.per_block``);
+* ``throughput``: :class:`Throughput` (``train/tokens_per_s``, ``train/samples_per_s``, ``train/step_time_s``,
+  ``train/tokens_seen``, ``train/mfu`` on known GPUs or with ``--throughput.peak_flops``);
+* ``stability``: :class:`StabilityGuard` (stop on a NaN/Inf loss before it reaches the weights, warn about or
+  skip loss spikes);
 * links ``data.seq_len -> model.seq_len``, ``data.vocab_size -> model.vocab_size`` and
   ``data.token_ids -> model.token_ids`` (the tokenizer's special ids).
 
@@ -22,7 +28,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from data_prep.errors import DataPrepError
-from lit_pretrain.callbacks.sample import GenerateSample
+from lit_pretrain.callbacks import GenerateSample, GradientNorm, LossNotFinite, StabilityGuard, Throughput
 from lit_pretrain.data import PretrainDataModule
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.module import PretrainModule
@@ -47,6 +53,9 @@ class PretrainCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500})
         parser.add_lightning_class_args(GenerateSample, "sample")
+        parser.add_lightning_class_args(GradientNorm, "grad_norm")
+        parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_lightning_class_args(StabilityGuard, "stability")
         parser.link_arguments("data.seq_len", "model.seq_len")
         # The data module knows its vocabulary size and special-token ids in __init__ (from the manifest or the
         # data_prep config), so the model config, the objective and the sampler all get the tokenizer's own ids.
@@ -71,6 +80,11 @@ class PretrainCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["plot"]:  # needs no model or data: its own small parser, same entry point
+        from lit_pretrain.plot import main as plot
+
+        return plot(argv[1:])
     try:
         PretrainCLI(
             PretrainModule,
@@ -86,3 +100,6 @@ def main(args: list[str] | None = None) -> None:
     except (ConfigError, DataPrepError, MisconfigurationException) as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(2) from None
+    except LossNotFinite as error:
+        sys.stderr.write(f"error: {error}\n")
+        raise SystemExit(3) from None

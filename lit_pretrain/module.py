@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from torchmetrics import SumMetric
 
+from lit_pretrain.callbacks.stability import StabilityGuard
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.models import (
     PRESETS,
@@ -270,17 +271,19 @@ class PretrainModule(L.LightningModule):
             mean = loss.detach()
         self.log("train_loss", mean, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
         self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, on_step=True, on_epoch=False)
+        guard = next((c for c in self.trainer.callbacks if isinstance(c, StabilityGuard)), None)
+        if guard is not None and guard.check(float(mean), self.trainer.global_step):
+            return None  # a dropped spike: no backward, no update (the same decision on every rank)
         return loss
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Norm clipping by the true global norm under every strategy (Lightning's FSDP path refuses norm clipping,
-        #19235; a sharded gradient's own norm is only its shard's). Logs the norm before clipping as
-        ``train/grad_norm``. DeepSpeed clips inside its engine (``gradient_clip_val`` goes to its config)."""
+        #19235; a sharded gradient's own norm is only its shard's); the ``grad_norm`` callback logs the norm.
+        DeepSpeed clips inside its engine (``gradient_clip_val`` goes to its config)."""
         if not gradient_clip_val or gradient_clip_algorithm == "value" or is_deepspeed(self.trainer.strategy):
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        norm = clip_by_global_norm(parameters, float(gradient_clip_val))
-        self.log("train/grad_norm", norm, on_step=True, on_epoch=False, rank_zero_only=True)
+        clip_by_global_norm(parameters, float(gradient_clip_val))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._accumulate_eval_loss(batch)
