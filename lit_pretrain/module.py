@@ -181,7 +181,7 @@ class PretrainModule(L.LightningModule):
         strategy = self._trainer.strategy if self._trainer is not None else None
         precision = str(self._trainer.precision) if self._trainer is not None else "32-true"
         shard = fsdp_shard(strategy, precision)
-        prepare = self._prepare_model if hp.gradient_checkpointing else None
+        prepare = self._prepare_model if (hp.gradient_checkpointing or hp.fp8) else None
         seed = hp.init_seed if hp.init_seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         if is_deepspeed_zero3(strategy):  # Lightning builds inside deepspeed.zero.Init: parameters come partitioned
             self.model = build_partitioned_model(
@@ -204,14 +204,16 @@ class PretrainModule(L.LightningModule):
         # The MLM head on masked positions only calls the inner model around the root's forward, which FSDP2
         # needs to gather the root's parameters (embeddings, head): sharded models take the full logits.
         self.objective.positionwise = shard is None
-        if hp.fp8:
-            convert_to_fp8(self.model)
         if hp.compile:
             self.model.compile()  # in place: parameter names and checkpoint keys stay the model's own
 
-    @staticmethod
-    def _prepare_model(model) -> None:
-        """Activation checkpointing of every block (non-reentrant: works with FSDP2 and compile)."""
+    def _prepare_model(self, model) -> None:
+        """Before the weights are materialised and sharded: FP8 linears (torchao converts before fully_shard) and
+        activation checkpointing of every block (non-reentrant: works with FSDP2 and compile)."""
+        if self.hparams.fp8:
+            convert_to_fp8(model)
+        if not self.hparams.gradient_checkpointing:
+            return
         options = {"use_reentrant": False}
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
@@ -272,7 +274,8 @@ class PretrainModule(L.LightningModule):
         self.log("train_loss", mean, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
         self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, on_step=True, on_epoch=False)
         guard = next((c for c in self.trainer.callbacks if isinstance(c, StabilityGuard)), None)
-        if guard is not None and guard.check(float(mean), self.trainer.global_step):
+        # float() waits for the device: only when the guard is on.
+        if guard is not None and guard.enabled and guard.check(float(mean), self.trainer.global_step):
             return None  # a dropped spike: no backward, no update (the same decision on every rank)
         return loss
 

@@ -233,3 +233,22 @@ def test_fp8_trains_a_llama_with_torchao_linears(tmp_path, prepared_dataset):
     trainer.fit(model, datamodule=data)
     assert any(type(m).__name__ == "Float8Linear" for m in model.model.modules())
     assert torch.isfinite(trainer.callback_metrics["val_loss"])
+
+
+def test_fsdp_shards_in_bf16_and_reduces_gradients_in_fp32_under_bf16_mixed(tmp_path):
+    """The policy each fully_shard unit gets from fsdp.yaml's defaults (param_dtype auto, reduce_dtype float32)."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        strategy = FSDP2Strategy()
+        strategy._device_mesh = init_device_mesh("cpu", (1,), mesh_dim_names=("data_parallel",))
+        for precision, param_dtype in (("bf16-mixed", torch.bfloat16), ("32-true", None)):
+            module = torch.nn.Linear(8, 8)
+            strategy.shard_function(precision)(module)
+            policy = module._get_fsdp_state()._mp_policy
+            assert (policy.param_dtype, policy.reduce_dtype) == (param_dtype, torch.float32)
+            assert next(module.parameters()).dtype == torch.float32  # sharded masters stay fp32
+    finally:
+        dist.destroy_process_group()
