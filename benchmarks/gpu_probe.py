@@ -31,11 +31,11 @@ class Probe(L.Callback):
             torch.cuda.synchronize()
         steps = trainer.global_step - (self.start_step or 0)
         elapsed = time.perf_counter() - self.start_time if self.start_time is not None else float("nan")
-        loss = trainer.callback_metrics.get("train_loss")
+        loss = trainer.callback_metrics.get("train/loss")
         record = {
             "name": self.name,
             "steps": trainer.global_step,
-            "train_loss": None if loss is None else round(float(loss), 4),
+            "train/loss": None if loss is None else round(float(loss), 4),
             "tokens_per_s": round(steps * self.tokens_per_step / elapsed) if steps > 0 else None,
             "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
             if torch.cuda.is_available()

@@ -78,10 +78,10 @@ def run_quickstart(config_path: str, log_root: Path) -> tuple[dict, float]:
     if result.returncode != 0:
         raise SystemExit(result.stderr[-3000:])
     for line in result.stdout.splitlines():  # the validation trajectory, for the README's table
-        if re.match(r"step \d+: val_loss", line):
+        if re.match(r"step \d+: val/loss", line):
             print(f"  quickstart {line}", flush=True)
-    final = [line for line in result.stdout.splitlines() if re.match(r"step \d+: val_loss", line)][-1]
-    metrics = {name: float(value) for name, value in re.findall(r"(val_\w+) ([0-9.]+)", final)}
+    final = [line for line in result.stdout.splitlines() if re.match(r"step \d+: val/loss", line)][-1]
+    metrics = {name: float(value) for name, value in re.findall(r"(val/\w+) ([0-9.]+)", final)}
     return metrics, seconds
 
 
@@ -94,7 +94,7 @@ def evaluate(model, objective, dataset, batch_size: int, bytes_per_token: float)
         loss_sum, n = objective.loss(model, objective.eval_batch(input_ids))
         total, count = total + loss_sum.item(), count + n.item()
     loss = total / count
-    return {"val_loss": loss, "val_ppl": math.exp(loss), "val_bpb": loss / math.log(2) / bytes_per_token}
+    return {"val/loss": loss, "val/ppl": math.exp(loss), "val/bpb": loss / math.log(2) / bytes_per_token}
 
 
 def run_plain_loop(manifest: dict, dataset_dir: Path, budget_seconds: float, quickstart: dict) -> tuple[dict, int]:
@@ -151,7 +151,7 @@ def run_plain_loop(manifest: dict, dataset_dir: Path, budget_seconds: float, qui
 
 
 def describe(metrics: dict) -> str:
-    return f"val_loss {metrics['val_loss']:.4f}  val_ppl {metrics['val_ppl']:.2f}  val_bpb {metrics['val_bpb']:.4f}"
+    return f"val/loss {metrics['val/loss']:.4f}  val/ppl {metrics['val/ppl']:.2f}  val/bpb {metrics['val/bpb']:.4f}"
 
 
 def main() -> None:
@@ -187,8 +187,8 @@ def main() -> None:
         f"plain loop ({PLAIN_MODELS[name]['model_type']} 4x128, AdamW): {describe(plain)} in {budget:.0f} s ({plain_steps} steps)"
     )
     print(
-        f"ratio quickstart / plain loop: loss {ours['val_loss'] / plain['val_loss']:.3f}, "
-        f"bpb {ours['val_bpb'] / plain['val_bpb']:.3f}  (< 1 means the quickstart is better)"
+        f"ratio quickstart / plain loop: loss {ours['val/loss'] / plain['val/loss']:.3f}, "
+        f"bpb {ours['val/bpb'] / plain['val/bpb']:.3f}  (< 1 means the quickstart is better)"
     )
 
 

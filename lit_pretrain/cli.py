@@ -6,12 +6,15 @@ module's and data module's keys it always has:
 
 * ``checkpoint``: a ``ModelCheckpoint`` (``--checkpoint.every_n_train_steps``, ``--checkpoint.dirpath``,
   ``--checkpoint.save_last``), writing into ``<run dir>/checkpoints`` so ``--ckpt_path last`` finds them;
-* ``sample``: :class:`GenerateSample`, printing a generation for ``--sample.prompt`` when fit ends;
+* ``sample``: :class:`GenerateSample`, printing (and logging as text) a generation for ``--sample.prompt`` or the
+  fill-mask predictions for ``--sample.mask_prompt`` every ``--sample.every_n_steps`` and when fit ends;
 * ``grad_norm``: :class:`GradientNorm` (``train/grad_norm``, ``train/clip_fraction``, ``--grad_norm.per_block``);
 * ``throughput``: :class:`Throughput` (``train/tokens_per_s``, ``train/samples_per_s``, ``train/step_time_s``,
   ``train/tokens_seen``, ``train/mfu`` on known GPUs or with ``--throughput.peak_flops``);
 * ``stability``: :class:`StabilityGuard` (stop on a NaN/Inf loss before it reaches the weights, warn about or
   skip loss spikes);
+* ``progress_bar``: :class:`PretrainProgressBar` (loss, ppl, lr, tokens/s; left out with
+  ``--trainer.enable_progress_bar false`` or when ``trainer.callbacks`` brings its own progress bar);
 * links ``data.seq_len -> model.seq_len``, ``data.vocab_size -> model.vocab_size`` and
   ``data.token_ids -> model.token_ids`` (the tokenizer's special ids).
 
@@ -23,12 +26,20 @@ from __future__ import annotations
 
 import sys
 
+import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from data_prep.errors import DataPrepError
-from lit_pretrain.callbacks import GenerateSample, GradientNorm, LossNotFinite, StabilityGuard, Throughput
+from lit_pretrain.callbacks import (
+    GenerateSample,
+    GradientNorm,
+    LossNotFinite,
+    PretrainProgressBar,
+    StabilityGuard,
+    Throughput,
+)
 from lit_pretrain.data import PretrainDataModule
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.module import PretrainModule
@@ -56,11 +67,20 @@ class PretrainCLI(LightningCLI):
         parser.add_lightning_class_args(GradientNorm, "grad_norm")
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_lightning_class_args(StabilityGuard, "stability")
+        parser.add_lightning_class_args(PretrainProgressBar, "progress_bar")
         parser.link_arguments("data.seq_len", "model.seq_len")
         # The data module knows its vocabulary size and special-token ids in __init__ (from the manifest or the
         # data_prep config), so the model config, the objective and the sampler all get the tokenizer's own ids.
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.token_ids", "model.token_ids", apply_on="instantiate")
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
+        """Our progress bar unless the run switches bars off or ``trainer.callbacks`` brings its own (Lightning
+        refuses two bars, and a bar with ``enable_progress_bar: false``)."""
+        own_bar = any(isinstance(c, ProgressBar) for c in config.get("callbacks") or [])
+        if own_bar or config.get("enable_progress_bar") is False:
+            callbacks = [c for c in callbacks if not isinstance(c, PretrainProgressBar)]
+        return super()._instantiate_trainer(config, callbacks)
 
     def check_run(self) -> None:
         """Before any work: refuse what the strategy cannot run on this machine, derive gradient accumulation

@@ -3,8 +3,13 @@
 One training step reads top to bottom: ``batch["input_ids"]`` (B, T) from the data module -> the objective's
 transform (on the CPU, in ``on_before_batch_transfer``: nothing for CLM, masking for MLM) -> the objective's
 loss, a (loss sum, token count) pair -> mean loss for backward. Validation accumulates token-weighted sums so
-``val_loss`` is the exact mean over every counted validation token (every next token for CLM, every masked
-token for MLM), ``val_ppl = exp(val_loss)`` and ``val_bpb = val_loss / ln 2 / bytes_per_token``.
+``val/loss`` is the exact mean over every counted validation token (every next token for CLM, every masked
+token for MLM), ``val/ppl = exp(val/loss)`` and ``val/bpb = val/loss / ln 2 / bytes_per_token``.
+
+Logged names (one scheme for every logger): ``train/loss`` (the step's mean over the global batch), ``train/lr``,
+``train/ppl`` and ``train/bpb`` (from the token-weighted mean loss of the logging window: the
+``log_every_n_steps`` optimizer steps since the last write), ``val/loss``, ``val/ppl``, ``val/bpb`` and the same
+under ``test/`` (or the name of the split ``data.test_split`` evaluates).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ warnings.filterwarnings("ignore", message=r"You have overridden `on_before_batch
 # Our losses never modify a model output in place, which is what this FSDP2 notice is about.
 warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
 # Validation metrics are token-weighted sums already reduced over ranks (torchmetrics): no sync_dist needed.
-warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('(val|test)_")
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('(val|test)/")
 
 # What a module built without the dataset's ids assumes: our trained tokenizers' end of text, id 0.
 DEFAULT_TOKEN_IDS = {"end_of_text_id": 0}
@@ -154,6 +159,9 @@ class PretrainModule(L.LightningModule):
         # Token-weighted sums over a whole validation/test pass (synced across ranks by torchmetrics).
         self.eval_loss_sum = SumMetric()
         self.eval_token_count = SumMetric()
+        # Token-weighted loss of the current logging window (global over ranks), kept on the device: no sync.
+        self._window_sum: torch.Tensor | float = 0.0
+        self._window_count: torch.Tensor | float = 0.0
 
     def _check_pretrained_vocabulary(self, vocab_size: int) -> None:
         """The dataset's tokens must mean what the loaded embeddings were trained on (checked before any work)."""
@@ -267,17 +275,37 @@ class PretrainModule(L.LightningModule):
             totals = torch.stack([loss_sum.detach().float(), count.float()])
             total_sum, total_count = self.trainer.strategy.reduce(totals, reduce_op="sum")
             loss = loss_sum * world_size / total_count
-            mean = total_sum / total_count
         else:
+            total_sum, total_count = loss_sum.detach().float(), count.float()
             loss = loss_sum / count
-            mean = loss.detach()
-        self.log("train_loss", mean, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, on_step=True, on_epoch=False)
+        mean = total_sum / total_count
+        self.log("train/loss", mean, on_step=True, on_epoch=False, rank_zero_only=True)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         guard = next((c for c in self.trainer.callbacks if isinstance(c, StabilityGuard)), None)
         # float() waits for the device: only when the guard is on.
         if guard is not None and guard.enabled and guard.check(float(mean), self.trainer.global_step):
-            return None  # a dropped spike: no backward, no update (the same decision on every rank)
+            return None  # a dropped spike: logged, but no backward, no update (the same decision on every rank)
+        self._log_window(total_sum, total_count)
         return loss
+
+    def _log_window(self, total_sum: torch.Tensor, total_count: torch.Tensor) -> None:
+        """``train/ppl`` and ``train/bpb`` of the logging window so far, so what the logger writes every
+        ``log_every_n_steps`` steps is the token-weighted mean loss over exactly those steps' tokens."""
+        self._window_sum = self._window_sum + total_sum
+        self._window_count = self._window_count + total_count
+        window = self._window_sum / self._window_count
+        metrics = {"train/ppl": torch.exp(window)}
+        bytes_per_token = self._bytes_per_token("train")
+        if bytes_per_token is not None:
+            metrics["train/bpb"] = window / math.log(2) / bytes_per_token
+        self.log_dict(metrics, on_step=True, on_epoch=False, rank_zero_only=True)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        trainer = self.trainer
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        # Lightning writes step metrics when the optimizer step count reaches a multiple of log_every_n_steps.
+        if stepped and trainer.log_every_n_steps and trainer.global_step % trainer.log_every_n_steps == 0:
+            self._window_sum = self._window_count = 0.0
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Norm clipping by the true global norm under every strategy (Lightning's FSDP path refuses norm clipping,
@@ -307,7 +335,7 @@ class PretrainModule(L.LightningModule):
         self.eval_token_count.update(count)
 
     def _log_eval_metrics(self, split: str, prefix: str | None = None) -> None:
-        """Log ``{prefix}_loss`` (token-weighted mean over the whole split), ``_ppl`` and ``_bpb``."""
+        """Log ``{prefix}/loss`` (token-weighted mean over the whole split), ``/ppl`` and ``/bpb``."""
         prefix = prefix or split
         total, count = self.eval_loss_sum.compute(), self.eval_token_count.compute()  # summed over ranks
         self.eval_loss_sum.reset()
@@ -315,12 +343,11 @@ class PretrainModule(L.LightningModule):
         if count == 0:
             return
         loss = total / count
-        metrics = {f"{prefix}_loss": loss, f"{prefix}_ppl": torch.exp(loss)}
+        metrics = {f"{prefix}/loss": loss, f"{prefix}/ppl": torch.exp(loss)}
         bytes_per_token = self._bytes_per_token(split)
         if bytes_per_token is not None:
-            metrics[f"{prefix}_bpb"] = loss / math.log(2) / bytes_per_token
-        for name, value in metrics.items():
-            self.log(name, value, prog_bar=not name.endswith("_ppl"), sync_dist=False)  # already summed over ranks
+            metrics[f"{prefix}/bpb"] = loss / math.log(2) / bytes_per_token
+        self.log_dict(metrics, sync_dist=False)  # already summed over ranks
         if not self.trainer.sanity_checking:
             self.print(f"step {self.global_step}: " + "  ".join(f"{k} {v.item():.4f}" for k, v in metrics.items()))
 

@@ -12,11 +12,11 @@ from lit_pretrain.errors import ConfigError
 
 # Panel title -> tags drawn in it (the first present of each run is drawn; train solid, val dashed).
 PANELS = {
-    "loss (nats/token)": ["train_loss", "val_loss"],
-    "bits per byte": ["train/bpb", "val_bpb"],
-    "perplexity": ["train/ppl", "val_ppl"],
+    "loss (nats/token)": ["train/loss", "val/loss"],
+    "bits per byte": ["train/bpb", "val/bpb"],
+    "perplexity": ["train/ppl", "val/ppl"],
     "gradient norm (before clipping)": ["train/grad_norm"],
-    "learning rate": ["lr"],
+    "learning rate": ["train/lr"],
     "tokens/s": ["train/tokens_per_s"],
 }
 

@@ -44,11 +44,12 @@ class GradientNorm(L.Callback):
             pl_module.log_dict(self._count(trainer, torch.as_tensor(float(norm))), on_step=True, on_epoch=False)
 
     def _count(self, trainer: L.Trainer, norm: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The clip count stays a tensor on the norm's device: no host-device synchronisation per step."""
         self.steps += 1
         clip = trainer.gradient_clip_val
-        if clip and trainer.gradient_clip_algorithm in (None, "norm") and float(norm) > float(clip):
-            self.clipped += 1
-        return {"train/grad_norm": norm, "train/clip_fraction": torch.tensor(self.clipped / self.steps)}
+        if clip and trainer.gradient_clip_algorithm in (None, "norm"):
+            self.clipped = self.clipped + (norm.detach() > float(clip)).to(torch.float32)
+        return {"train/grad_norm": norm, "train/clip_fraction": torch.as_tensor(self.clipped / self.steps)}
 
     @staticmethod
     def _block_norms(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -61,7 +62,7 @@ class GradientNorm(L.Callback):
         return norms
 
     def state_dict(self) -> dict:
-        return {"steps": self.steps, "clipped": self.clipped}
+        return {"steps": self.steps, "clipped": int(self.clipped)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.steps, self.clipped = state_dict.get("steps", 0), state_dict.get("clipped", 0)

@@ -1,5 +1,8 @@
-"""Print (and log to TensorBoard) what the model makes of a fixed prompt when training ends: a generated
-continuation for a causal LM, the top predictions for each masked position for a masked LM."""
+"""Print and log what the model makes of a fixed prompt every ``every_n_steps`` optimizer steps and when training
+ends: a generated continuation for a causal LM, the top predictions for each masked position for a masked LM.
+
+Logged as text under the tag ``samples/clm`` or ``samples/mlm``: TensorBoard's text tab, a W&B table row, an MLflow
+artifact ``samples/step_NNNNNN.txt``; CSV has no text column, so there the sample is only printed."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ MASK_PLACEHOLDER = "<mask>"
 
 
 class GenerateSample(L.Callback):
-    """At the end of ``fit``, sample from the model with the prepared dataset's tokenizer and special ids
+    """Every ``every_n_steps`` optimizer steps and at the end of ``fit``, sample from the model with the prepared dataset's tokenizer and special ids
     (``pl_module.token_ids``: generation stops at the tokenizer's own end of text, masks use its mask token).
 
     Args:
@@ -23,6 +26,7 @@ class GenerateSample(L.Callback):
         seed: Seed for sampling, so a given checkpoint always prints the same sample.
         mask_prompt: Text for a masked LM; each ``<mask>`` becomes the tokenizer's mask token.
         fill_top_k: Predictions shown per masked position.
+        every_n_steps: Optimizer steps between samples; 0 samples only when fit ends.
         enabled: False switches the sample off (``--sample.enabled false``), e.g. for benchmarks.
     """
 
@@ -35,9 +39,11 @@ class GenerateSample(L.Callback):
         seed: int = 0,
         mask_prompt: str = "for index in <mask>(len(items)):\n    <mask>.append(index)",
         fill_top_k: int = 5,
+        every_n_steps: int = 0,
         enabled: bool = True,
     ) -> None:
-        self.enabled = enabled
+        self.enabled, self.every_n_steps = enabled, max(0, every_n_steps)
+        self.sampled_at: list[int] = []  # optimizer steps a sample was taken at, in this process
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
         self.temperature, self.top_k, self.seed = temperature, top_k, seed
         self.mask_prompt, self.fill_top_k = mask_prompt, fill_top_k
@@ -101,19 +107,41 @@ class GenerateSample(L.Callback):
             lines.append(f"  <mask> {number}: " + " | ".join(f"{token!r} {p:.2f}" for token, p in candidates))
         return "\n".join(lines), predictions
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if self.enabled and self.every_n_steps and stepped and trainer.global_step % self.every_n_steps == 0:
+            self.sample(trainer, pl_module)
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.enabled and trainer.global_step not in self.sampled_at[-1:]:
+            self.sample(trainer, pl_module)
+
+    def sample(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Sample on every rank (a sharded model needs every rank in each forward), print and log on rank 0."""
         datamodule = trainer.datamodule
-        if not self.enabled or datamodule is None or not hasattr(datamodule, "tokenizer_path"):
+        if datamodule is None or not hasattr(datamodule, "tokenizer_path"):
             return
         if pl_module.objective.name == "mlm":
             sample, self.last_predictions = self.fill_mask(pl_module, datamodule.tokenizer_path)
-            title = f"fill-mask for {self.mask_prompt!r}"
+            title, tag = f"fill-mask for {self.mask_prompt!r}", "samples/mlm"
         else:
             sample = self.generate(pl_module, datamodule.tokenizer_path)
-            title = f"sample for {self.prompt!r}"
+            title, tag = f"sample for {self.prompt!r}", "samples/clm"
         self.last_sample = sample
+        self.sampled_at.append(trainer.global_step)
         if trainer.is_global_zero:
             print(f"\n----- {title} after {trainer.global_step} steps -----\n{sample}\n-----", flush=True)
-            experiment = getattr(trainer.logger, "experiment", None)
-            if hasattr(experiment, "add_text"):
-                experiment.add_text("sample", f"```\n{sample}\n```", global_step=trainer.global_step)
+            for logger in trainer.loggers:
+                log_text(logger, tag, sample, trainer.global_step)
+
+
+def log_text(logger, tag: str, text: str, step: int) -> None:
+    """Log a sample with what each of Lightning's loggers offers for text (nothing for CSV)."""
+    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
+
+    if isinstance(logger, TensorBoardLogger):
+        logger.experiment.add_text(tag, f"```\n{text}\n```", global_step=step)
+    elif isinstance(logger, WandbLogger):
+        logger.log_text(key=tag, columns=["step", "text"], data=[[step, text]], step=step)
+    elif isinstance(logger, MLFlowLogger):
+        logger.experiment.log_text(logger.run_id, text, f"{tag}/step_{step:06d}.txt")

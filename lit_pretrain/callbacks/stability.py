@@ -48,7 +48,7 @@ class StabilityGuard(L.Callback):
             return False
         if not math.isfinite(loss):
             raise LossNotFinite(
-                f"train_loss is {loss} at step {step}; stopped before it reached the weights. The last checkpoint "
+                f"train/loss is {loss} at step {step}; stopped before it reached the weights. The last checkpoint "
                 "is intact: lower --model.lr (or raise --model.warmup_steps, --trainer.gradient_clip_val) and resume "
                 "with --ckpt_path last"
             )

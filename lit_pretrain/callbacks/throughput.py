@@ -1,7 +1,10 @@
 """Throughput and model FLOPs utilisation (MFU), logged every ``log_every_n_steps`` optimizer steps.
 
-Logged (TensorBoard tags): ``train/tokens_per_s``, ``train/samples_per_s``, ``train/step_time_s``,
-``train/tokens_seen`` and, on a GPU whose peak this table knows (or with ``peak_flops``), ``train/mfu``.
+Logged: ``train/tokens_per_s``, ``train/samples_per_s``, ``train/step_time_s`` (rates over the optimizer steps
+since the last write), ``train/tokens_seen`` and, on a GPU whose peak this table knows (or with ``peak_flops``),
+``train/mfu``; on a CUDA device also ``train/memory_allocated_gib``, ``train/memory_reserved_gib`` and
+``train/memory_peak_gib`` (the caching allocator's figures; the peak since the start of fit). The device is
+synchronised only at those writes, so timing costs no extra host-device round trip per step.
 MFU = achieved model FLOP/s / peak FLOP/s, with model FLOPs from
 :func:`lit_pretrain.models.flops_per_token` (6N + 12·L·H·Q·T per token, PaLM's convention; recomputation by
 activation checkpointing is not counted, as in PaLM). On CPU MFU is omitted, not estimated.
@@ -10,7 +13,6 @@ activation checkpointing is not counted, as in PaLM). On CPU MFU is omitted, not
 from __future__ import annotations
 
 import time
-from collections import deque
 
 import lightning as L
 import torch
@@ -67,20 +69,19 @@ def peak_flops(device_name: str, precision: str, fp8: bool = False) -> float | N
 
 
 class Throughput(L.Callback):
-    """Tokens/s, samples/s, time per optimizer step, tokens seen and MFU, logged every optimizer step (the
-    Trainer's ``log_every_n_steps`` decides what is written) as rates over the last ``window`` steps.
+    """Tokens/s, samples/s, time per optimizer step, tokens seen, MFU and CUDA memory, measured between the
+    optimizer steps at which the Trainer writes its logs (every ``log_every_n_steps``).
 
     Args:
         enabled: False switches it off (``--throughput.enabled false``).
         peak_flops: Peak FLOP/s of one device, for devices the table does not know (or to override it); MFU is
             then logged on any device, CPU included.
-        window: Optimizer steps the rates are measured over.
     """
 
-    def __init__(self, enabled: bool = True, peak_flops: float | None = None, window: int = 10) -> None:
-        self.enabled, self.peak_flops, self.window = enabled, peak_flops, max(1, window)
+    def __init__(self, enabled: bool = True, peak_flops: float | None = None) -> None:
+        self.enabled, self.peak_flops = enabled, peak_flops
         self.tokens_seen = self._samples = 0
-        self._marks: deque[tuple[float, int, int]] = deque(maxlen=self.window + 1)  # (time, tokens, samples)
+        self._mark: tuple[float, int, int, int] | None = None  # (time, tokens, samples, optimizer step)
         self._flops_per_token: float | None = None
         self._device_peak: float | None = None
 
@@ -89,14 +90,16 @@ class Throughput(L.Callback):
             return
         self._flops_per_token = flops_per_token(pl_module.model, pl_module.hparams.seq_len)
         self._device_peak = self.peak_flops
-        if self._device_peak is None and trainer.strategy.root_device.type == "cuda":
-            name = torch.cuda.get_device_name(trainer.strategy.root_device)
-            self._device_peak = peak_flops(name, str(trainer.precision), getattr(pl_module.hparams, "fp8", False))
+        device = trainer.strategy.root_device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            if self._device_peak is None:
+                name = torch.cuda.get_device_name(device)
+                self._device_peak = peak_flops(name, str(trainer.precision), getattr(pl_module.hparams, "fp8", False))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.enabled and not self._marks:
-            self._synchronize(trainer)
-            self._marks.append((time.perf_counter(), self.tokens_seen, self._samples))
+        if self.enabled and self._mark is None:
+            self._set_mark(trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not self.enabled:
@@ -106,10 +109,12 @@ class Throughput(L.Callback):
         self._samples += rows * trainer.world_size
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
             return  # inside an accumulation: the optimizer step is not done yet
-        self._synchronize(trainer)
-        self._marks.append((time.perf_counter(), self.tokens_seen, self._samples))
-        (start, tokens0, samples0), (end, tokens1, samples1) = self._marks[0], self._marks[-1]
-        elapsed, steps = end - start, len(self._marks) - 1
+        every = trainer.log_every_n_steps
+        if not every or trainer.global_step % every or self._mark is None:
+            return  # not a step the Trainer writes: no synchronisation, no logging
+        start, tokens0, samples0, step0 = self._mark
+        end, tokens1, samples1, step1 = self._set_mark(trainer)
+        elapsed, steps = end - start, max(1, step1 - step0)
         metrics = {
             "train/tokens_per_s": (tokens1 - tokens0) / elapsed,
             "train/samples_per_s": (samples1 - samples0) / elapsed,
@@ -119,10 +124,21 @@ class Throughput(L.Callback):
         if self._device_peak:
             achieved = self._flops_per_token * (tokens1 - tokens0) / elapsed  # all devices together
             metrics["train/mfu"] = achieved / (self._device_peak * trainer.world_size)
+        device = trainer.strategy.root_device
+        if device.type == "cuda":
+            gib = 2**30
+            metrics["train/memory_allocated_gib"] = torch.cuda.memory_allocated(device) / gib
+            metrics["train/memory_reserved_gib"] = torch.cuda.memory_reserved(device) / gib
+            metrics["train/memory_peak_gib"] = torch.cuda.max_memory_allocated(device) / gib
         pl_module.log_dict(metrics, on_step=True, on_epoch=False, rank_zero_only=True)
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        self._marks.clear()  # validation time is not training time: restart the window after it
+        self._mark = None  # validation time is not training time: measure again from the next training batch
+
+    def _set_mark(self, trainer) -> tuple[float, int, int, int]:
+        self._synchronize(trainer)
+        self._mark = (time.perf_counter(), self.tokens_seen, self._samples, trainer.global_step)
+        return self._mark
 
     @staticmethod
     def _synchronize(trainer) -> None:

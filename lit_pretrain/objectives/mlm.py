@@ -10,7 +10,7 @@ shards, and are a pure function of their key, on the CPU, whatever the device:
 
 * training row: ``(seed, step, micro-batch, global row)``, so a resumed run masks exactly as the uninterrupted
   one, and one process with the global batch masks like several processes sharing it;
-* validation / test row: ``(seed, the window's tokens)``, one fixed mask per window, so ``val_loss`` compares
+* validation / test row: ``(seed, the window's tokens)``, one fixed mask per window, so ``val/loss`` compares
   across steps, runs, batch sizes and process counts.
 """
 

@@ -27,14 +27,14 @@ def test_fit_prepares_data_trains_logs_checkpoints_and_samples(workdir):
     hparams = yaml.safe_load((run_dir / "hparams.yaml").read_text())
     assert hparams["seq_len"] == 64 and hparams["vocab_size"] == 512  # linked from the data module
     metrics = scalars(run_dir)
-    train_loss = [value for _, value in metrics["train_loss"]]
-    val_loss = [value for _, value in metrics["val_loss"]]
+    train_loss = [value for _, value in metrics["train/loss"]]
+    val_loss = [value for _, value in metrics["val/loss"]]
     assert train_loss[0] > 6.0 and train_loss[-1] < train_loss[0] - 0.7, train_loss  # from ~ln(512)
     assert len(val_loss) == 2 and val_loss[-1] < val_loss[0]
-    assert {"val_ppl", "val_bpb", "lr"} <= set(metrics)
-    assert metrics["val_ppl"][-1][1] == pytest.approx(float(__import__("math").exp(val_loss[-1])), rel=1e-4)
+    assert {"val/ppl", "val/bpb", "train/lr", "train/ppl", "train/bpb"} <= set(metrics)
+    assert metrics["val/ppl"][-1][1] == pytest.approx(float(__import__("math").exp(val_loss[-1])), rel=1e-4)
     assert "sample for 'def fibonacci(n):'" in result.stdout
-    assert "val_bpb" in result.stdout
+    assert "val/bpb" in result.stdout
 
 
 def test_overrides_print_config_and_help(workdir):
@@ -131,7 +131,7 @@ def test_empty_corpus_fails_cleanly_and_writes_nothing(workdir, tmp_path):
 def test_validate_and_test_subcommands_evaluate_the_last_checkpoint(workdir):
     if not (workdir / "runs/tiny/checkpoints/last.ckpt").is_file():
         assert run("fit", "--config", "tiny.yaml", cwd=workdir).returncode == 0
-    for command, metric in (("validate", "val_bpb"), ("test", "test_bpb")):
+    for command, metric in (("validate", "val/bpb"), ("test", "test/bpb")):
         result = run(command, "--config", "tiny.yaml", "--ckpt_path", "last", cwd=workdir)
         assert result.returncode == 0, result.stderr[-3000:]
         assert metric in result.stdout

@@ -32,7 +32,7 @@ def test_fit_and_validate_from_a_local_hugging_face_directory(tmp_path, stdlib_c
 
     result = run("validate", *start, cwd=project)
     assert result.returncode == 0, result.stderr[-3000:]
-    logged = float(result.stdout.split("val_loss")[1].split()[0])
+    logged = float(result.stdout.split("val/loss")[1].split()[0])
     # The loaded model's own loss (transformers computes it) on the same validation windows.
     manifest = read_manifest(project / "data/small")
     windows = WindowDataset(project / "data/small", manifest["splits"]["val"]["files"], manifest["dtype"], 64)

@@ -29,13 +29,13 @@ def test_mlm_fit_trains_a_bert_with_the_tokenizers_special_ids_and_fills_masks(m
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert any(key.startswith("model.bert.") for key in checkpoint["state_dict"])
     metrics = scalars(run_dir)
-    train_loss = [value for _, value in metrics["train_loss"]]
-    val_loss = [value for _, value in metrics["val_loss"]]
+    train_loss = [value for _, value in metrics["train/loss"]]
+    val_loss = [value for _, value in metrics["val/loss"]]
     assert train_loss[0] > 5.5 and train_loss[-1] < train_loss[0] - 0.4, train_loss  # from ~ln(512) = 6.24
     assert len(val_loss) == 2 and val_loss[-1] < val_loss[0]
-    assert metrics["val_ppl"][-1][1] == pytest.approx(math.exp(val_loss[-1]), rel=1e-4)
+    assert metrics["val/ppl"][-1][1] == pytest.approx(math.exp(val_loss[-1]), rel=1e-4)
     assert "fill-mask for" in result.stdout and "<mask> 2:" in result.stdout
-    assert "val_bpb" in result.stdout
+    assert "val/bpb" in result.stdout
 
 
 def test_mlm_validation_loss_is_the_same_on_every_evaluation_of_the_same_weights(mlm_project):
@@ -47,7 +47,7 @@ def test_mlm_validation_loss_is_the_same_on_every_evaluation_of_the_same_weights
             "validate", "--config", "tiny.yaml", "--ckpt_path", "last", "--data.batch_size", batch_size, cwd=mlm_project
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        losses.append(float(result.stdout.split("val_loss")[1].split()[0]))
+        losses.append(float(result.stdout.split("val/loss")[1].split()[0]))
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 

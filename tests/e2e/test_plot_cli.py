@@ -10,7 +10,7 @@ import pytest
 from tests.e2e.helpers import make_project, run, scalars
 
 MONITORED = [
-    "train_loss", "lr", "val_loss", "val_ppl", "val_bpb", "train/grad_norm", "train/clip_fraction",
+    "train/loss", "train/lr", "val/loss", "val/ppl", "val/bpb", "train/grad_norm", "train/clip_fraction",
     "train/tokens_per_s", "train/samples_per_s", "train/step_time_s", "train/tokens_seen",
 ]  # fmt: skip
 

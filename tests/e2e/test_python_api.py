@@ -25,8 +25,8 @@ def test_trainer_fit_with_the_importable_classes(tmp_path, prepared_dataset):
     fit.fit(model, datamodule=data)
     first = fit.validate(model, datamodule=data, verbose=False)[0]
     assert fit.global_step == 30
-    assert first["val_loss"] < torch.log(torch.tensor(512.0)).item() - 0.5
-    assert first["val_ppl"] == pytest.approx(torch.exp(torch.tensor(first["val_loss"])).item(), rel=1e-5)
+    assert first["val/loss"] < torch.log(torch.tensor(512.0)).item() - 0.5
+    assert first["val/ppl"] == pytest.approx(torch.exp(torch.tensor(first["val/loss"])).item(), rel=1e-5)
     assert sample.last_sample.startswith("def fibonacci(n):") and len(sample.last_sample) > len("def fibonacci(n):")
 
 

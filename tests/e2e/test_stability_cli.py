@@ -27,7 +27,7 @@ def test_nan_loss_stops_with_one_line_and_the_last_checkpoint_resumes(tmp_path, 
     assert (
         result.stderr.strip()
         .splitlines()[-1]
-        .startswith("error: train_loss is nan at step 6; stopped before it reached the weights.")
+        .startswith("error: train/loss is nan at step 6; stopped before it reached the weights.")
     )
     checkpoint = torch.load(project / "runs/tiny/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 4

@@ -51,11 +51,11 @@ def runs(request, tmp_path_factory, stdlib_corpus) -> dict:
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_processes_give_one_process_losses_and_gradient_norms(runs, strategy):
     single, other = runs["single"], runs[strategy]
-    assert len(values(single, "train_loss")) == 6
-    assert values(other, "train_loss") == pytest.approx(values(single, "train_loss"), **TOLERANCE)
+    assert len(values(single, "train/loss")) == 6
+    assert values(other, "train/loss") == pytest.approx(values(single, "train/loss"), **TOLERANCE)
     assert values(other, "train/grad_norm") == pytest.approx(values(single, "train/grad_norm"), **TOLERANCE)
     # Exact over the whole validation split: the rank short of a window pads with one that is not counted.
-    assert values(other, "val_loss") == pytest.approx(values(single, "val_loss"), **TOLERANCE)
+    assert values(other, "val/loss") == pytest.approx(values(single, "val/loss"), **TOLERANCE)
 
 
 def test_fsdp_equals_ddp_step_by_step_with_clipping_active(runs):
@@ -63,7 +63,7 @@ def test_fsdp_equals_ddp_step_by_step_with_clipping_active(runs):
     1/sqrt(2) of the global one) would change every update after the first and the losses would part."""
     norms = values(runs["fsdp"], "train/grad_norm")
     assert max(norms) > 1.0
-    assert values(runs["fsdp"], "train_loss") == pytest.approx(values(runs["ddp"], "train_loss"), **TOLERANCE)
+    assert values(runs["fsdp"], "train/loss") == pytest.approx(values(runs["ddp"], "train/loss"), **TOLERANCE)
     assert norms == pytest.approx(values(runs["ddp"], "train/grad_norm"), **TOLERANCE)
 
 
@@ -74,8 +74,8 @@ def test_fsdp_sharded_checkpoint_validates_to_the_same_loss(runs):
     args = ["--trainer.logger.init_args.name", "fsdp", "--ckpt_path", "last", "--trainer.accelerator", "cpu"]
     result = run("validate", "--config", "tiny.yaml", *FSDP, *args, cwd=project)
     assert result.returncode == 0, result.stderr[-3000:]
-    validated = float(result.stdout.split("val_loss")[1].split()[0])
-    assert validated == pytest.approx(values(runs["fsdp"], "val_loss")[-1], abs=1e-4)
+    validated = float(result.stdout.split("val/loss")[1].split()[0])
+    assert validated == pytest.approx(values(runs["fsdp"], "val/loss")[-1], abs=1e-4)
 
 
 def test_fsdp_llama_with_muon_equals_one_process_and_saves_a_full_checkpoint(tmp_path, stdlib_corpus):
@@ -89,7 +89,7 @@ def test_fsdp_llama_with_muon_equals_one_process_and_saves_a_full_checkpoint(tmp
     sharded = fit(project, "full", *FSDP, *full, *llama)
     # Newton-Schulz runs in bf16: float32 rounding differences of the reduced gradients can flip a bf16 rounding,
     # so Muon runs agree to ~1e-4, not 2e-5 (orthogonalising each shard alone would be off by far more).
-    assert values(sharded, "train_loss") == pytest.approx(values(single, "train_loss"), rel=1e-3)
+    assert values(sharded, "train/loss") == pytest.approx(values(single, "train/loss"), rel=1e-3)
     assert values(sharded, "train/grad_norm") == pytest.approx(values(single, "train/grad_norm"), rel=1e-3)
     checkpoint = torch.load(project / "runs/full/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     keys = list(checkpoint["state_dict"])
@@ -148,7 +148,7 @@ def test_compile_keeps_the_models_own_checkpoint_keys_and_its_losses(runs):
         pytest.skip("one compiled run is enough (CPU compilation takes about a minute)")
     project = runs["project"]
     compiled = fit(project, "compiled", "--data.batch_size", "8", "--model.compile", "true")
-    assert values(compiled, "train_loss") == pytest.approx(values(runs["single"], "train_loss"), rel=1e-4)
+    assert values(compiled, "train/loss") == pytest.approx(values(runs["single"], "train/loss"), rel=1e-4)
     checkpoint = torch.load(project / "runs/compiled/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     keys = list(checkpoint["state_dict"])
     assert "model.transformer.wte.weight" in keys and not any("_orig_mod" in key for key in keys)

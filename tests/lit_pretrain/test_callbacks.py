@@ -87,7 +87,7 @@ def test_per_block_norms_add_up_to_the_global_norm(tmp_path, prepared_dataset):
 
 
 def test_throughput_counts_tokens_and_gives_mfu_only_with_a_known_peak(tmp_path, prepared_dataset):
-    _, history = fit(tmp_path, prepared_dataset, [Throughput(window=3)])
+    _, history = fit(tmp_path, prepared_dataset, [Throughput()])
     last = history[-1]
     assert last["train/tokens_seen"] == 6 * 4 * 64  # steps x batch x seq_len
     assert last["train/tokens_per_s"] > 0 and last["train/samples_per_s"] == pytest.approx(
@@ -96,7 +96,7 @@ def test_throughput_counts_tokens_and_gives_mfu_only_with_a_known_peak(tmp_path,
     assert last["train/step_time_s"] > 0
     assert "train/mfu" not in last  # CPU: omitted, not estimated
 
-    model, history = fit(tmp_path, prepared_dataset, [Throughput(peak_flops=1e12, window=3)])
+    model, history = fit(tmp_path, prepared_dataset, [Throughput(peak_flops=1e12)])
     last = history[-1]
     expected = flops_per_token(model.model, 64) * last["train/tokens_per_s"] / 1e12
     assert last["train/mfu"] == pytest.approx(expected, rel=1e-6) and 0 < last["train/mfu"] < 1

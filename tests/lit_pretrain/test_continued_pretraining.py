@@ -129,8 +129,8 @@ def test_init_from_continues_from_the_saved_weights(
     continued.configure_model()
     assert continued.model.training  # from_pretrained's eval mode would switch dropout off in training
     run = trainer(tmp_path, limit_val_batches=None)
-    first = run.validate(continued, datamodule=data, verbose=False)[0]["val_loss"]
-    untrained = run.validate(fresh, datamodule=data, verbose=False)[0]["val_loss"]
+    first = run.validate(continued, datamodule=data, verbose=False)[0]["val/loss"]
+    untrained = run.validate(fresh, datamodule=data, verbose=False)[0]["val/loss"]
     expected = transformers_validation_loss(directory, auto_class, data, continued.objective.eval_batch)
     assert first == pytest.approx(expected, rel=1e-5)
     assert first < untrained - 0.3  # the weights were loaded, not re-initialised

@@ -141,7 +141,7 @@ def test_precisions_train_on_cpu(tmp_path, prepared_dataset, precision, dtype):
     )
     trainer.fit(model, datamodule=data)
     assert next(model.model.parameters()).dtype == dtype
-    loss = trainer.callback_metrics["val_loss"].item()
+    loss = trainer.callback_metrics["val/loss"].item()
     assert loss < torch.log(torch.tensor(512.0)).item() - 0.3  # learnt something, finite
 
 
@@ -152,7 +152,7 @@ def test_fp16_mixed_trains_with_loss_scaling(tmp_path, prepared_dataset):
     trainer = quiet_trainer(tmp_path, max_steps=12, limit_val_batches=4, precision="16-mixed", gradient_clip_val=1.0)
     trainer.fit(model, datamodule=data)
     assert trainer.precision_plugin.scaler is not None
-    assert torch.isfinite(trainer.callback_metrics["val_loss"])
+    assert torch.isfinite(trainer.callback_metrics["val/loss"])
 
 
 def test_gradient_checkpointing_recomputes_blocks_and_changes_no_gradient():
@@ -232,7 +232,7 @@ def test_fp8_trains_a_llama_with_torchao_linears(tmp_path, prepared_dataset):
     trainer = quiet_trainer(tmp_path, max_steps=10, limit_val_batches=2, precision="bf16-mixed", val_check_interval=10)
     trainer.fit(model, datamodule=data)
     assert any(type(m).__name__ == "Float8Linear" for m in model.model.modules())
-    assert torch.isfinite(trainer.callback_metrics["val_loss"])
+    assert torch.isfinite(trainer.callback_metrics["val/loss"])
 
 
 def test_fsdp_shards_in_bf16_and_reduces_gradients_in_fp32_under_bf16_mixed(tmp_path):
