@@ -124,3 +124,51 @@ def test_a_dropped_spike_leaves_the_weights_as_they_were(tmp_path, prepared_data
         unchanged = all(torch.equal(a, b) for a, b in zip(weights.before[5], weights.after[5]))
         assert unchanged == skip  # dropped: step 5 changed nothing; warned only: it trained on the spike
         assert all(not torch.equal(a, b) for a, b in zip(weights.before[6], weights.after[6]))  # and then trains on
+
+
+@pytest.mark.parametrize("objective", ["clm", "mlm"])
+def test_train_ppl_and_bpb_are_the_token_weighted_mean_of_each_logging_window(
+    tmp_path, prepared_dataset, prepared_mlm_dataset, objective
+):
+    """What the logger writes every 3 steps: exp / bits per byte of sum(loss_i * tokens_i) / sum(tokens_i) over
+    exactly those 3 steps, where tokens_i counts each step's targets (every next token, or the masked ones)."""
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    class Steps(L.Callback):  # each optimizer step's mean loss and target count, from the batch itself
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+            self.counts: list[int] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.losses.append(float(trainer.callback_metrics["train/loss"]))
+            labels = batch.get("labels")
+            self.counts.append(int((labels != -100).sum()) if labels is not None else batch["input_ids"][:, 1:].numel())
+
+    mlm = objective == "mlm"
+    dataset = prepared_mlm_dataset if mlm else prepared_dataset
+    L.seed_everything(0)
+    data = PretrainDataModule(dataset_dir=str(dataset), prepare_config=None, seq_len=64, batch_size=4)
+    model = PretrainModule(
+        preset="bert-tiny" if mlm else "gpt2-tiny", objective=objective, vocab_size=data.vocab_size, seq_len=64,
+        token_ids=data.token_ids, lr=3e-3, warmup_steps=2,
+    )  # fmt: skip
+    steps = Steps()
+    logger = CSVLogger(tmp_path, name="window", version="")
+    trainer = quiet_trainer(
+        tmp_path, callbacks=[steps], logger=logger, max_steps=9, limit_val_batches=0, log_every_n_steps=3
+    )
+    trainer.fit(model, datamodule=data)
+    with open(tmp_path / "window" / "metrics.csv") as handle:
+        written = {int(row["step"]): row for row in csv.DictReader(handle) if row.get("train/ppl")}
+    assert sorted(written) == [2, 5, 8]  # Lightning's step axis is 0-based: the 3rd, 6th and 9th step
+    if mlm:
+        assert len(set(steps.counts)) > 1  # masked-token counts differ between steps: the weighting matters
+    bytes_per_token = data.bytes_per_token("train")
+    for window, step in enumerate((2, 5, 8)):
+        losses, counts = steps.losses[3 * window : 3 * window + 3], steps.counts[3 * window : 3 * window + 3]
+        mean = sum(loss * count for loss, count in zip(losses, counts)) / sum(counts)
+        assert float(written[step]["train/ppl"]) == pytest.approx(math.exp(mean), rel=1e-5)
+        assert float(written[step]["train/bpb"]) == pytest.approx(mean / math.log(2) / bytes_per_token, rel=1e-5)
+        assert float(written[step]["train/loss"]) == pytest.approx(losses[-1], rel=1e-6)
