@@ -3,7 +3,9 @@
 * gpt2-small CLM, bf16-mixed, model.compile, 100 steps of 16 x 1024 tokens: single device, FSDP2 (1 GPU),
   DeepSpeed ZeRO-2 and ZeRO-3;
 * bert-base MLM, bf16-mixed, 100 steps of 32 x 512 tokens;
-* the GPU-only tests (16-mixed loss scaling) through pytest.
+* the GPU-only tests (16-mixed loss scaling, FP8, CUDA memory metrics) through pytest.
+
+MFU is the run's own ``train/mfu`` (the Throughput callback: ``flops_per_token`` over the device's dense peak).
 
 Each run is the real CLI (``python -m lit_pretrain fit --config ... --config configs/strategy/X.yaml``) with a
 probe callback (benchmarks/gpu_probe.py) that reports the last training loss, steady-state tokens/s (after 20
@@ -111,16 +113,16 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     if torch.cuda.is_available() and not options.smoke:
         tests = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-rs", "tests/lit_pretrain/test_strategies.py", "-k", "fp16 or fp8"],
+            [sys.executable, "-m", "pytest", "-q", "-rs", "tests/lit_pretrain/test_strategies.py",
+             "tests/lit_pretrain/test_callbacks.py", "-k", "fp16 or fp8 or cuda"],
             cwd=REPO, capture_output=True, text=True, timeout=max(30, deadline - time.perf_counter() + 20),
         )  # fmt: skip
         rows.append({"name": "GPU-only tests", "status": tests.stdout.strip().splitlines()[-1]})
-    print("\n| run | status | steps | train_loss | tokens/s | peak GiB | s |\n|---|---|---|---|---|---|---|")
+    print("\n| run | status | steps | train/loss | tokens/s | MFU | peak GiB | reserved GiB | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    columns = ("name", "status", "steps", "train/loss", "tokens_per_s", "logged train/mfu", "peak_memory_gib")
     for row in rows:
-        cells = [
-            row.get(k, "")
-            for k in ("name", "status", "steps", "train_loss", "tokens_per_s", "peak_memory_gib", "seconds")
-        ]
+        cells = [row.get(k, "") for k in (*columns, "logged train/memory_reserved_gib", "seconds")]
         print("| " + " | ".join(str(c) for c in cells) + " |")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"\ndevice: {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")

@@ -1,5 +1,6 @@
-"""A callback the GPU check loads into real CLI runs (``class_path: gpu_probe.Probe``): steady-state tokens/s,
-peak CUDA memory and the last training loss, appended as one JSON line to ``path`` by rank 0."""
+"""Callbacks the benchmarks load. Probe: what the GPU check loads into real CLI runs (``class_path: gpu_probe.Probe``): steady-state tokens/s,
+peak CUDA memory, the last training loss and what the run's own Throughput callback logged last (MFU, memory
+allocated / reserved / peak), appended as one JSON line to ``path`` by rank 0."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ class Probe(L.Callback):
             torch.cuda.synchronize()
         steps = trainer.global_step - (self.start_step or 0)
         elapsed = time.perf_counter() - self.start_time if self.start_time is not None else float("nan")
-        loss = trainer.callback_metrics.get("train/loss")
+        logged = trainer.callback_metrics
+        loss = logged.get("train/loss")
         record = {
             "name": self.name,
             "steps": trainer.global_step,
@@ -44,6 +46,53 @@ class Probe(L.Callback):
             "precision": str(trainer.precision),
             "strategy": type(trainer.strategy).__name__,
         }
+        for name in ("train/mfu", "train/tokens_per_s", "train/memory_allocated_gib", "train/memory_reserved_gib"):
+            if name in logged:  # the monitoring callback's own figures (MFU over the device's dense peak)
+                record[f"logged {name}"] = round(float(logged[name]), 4)
         if trainer.is_global_zero:
             with open(self.path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+
+
+class AlternateMonitoring(L.Callback):
+    """Switches every monitoring callback on and off in alternating blocks of ``block`` optimizer steps within one
+    run and records each step's wall time with its state, so drift of a shared machine hits both alike. A step
+    is timed from its ``on_train_batch_start`` to the next one's, so every hook it triggers (the progress bar
+    and the sample at its end included) is inside its own interval. With Lightning's SimpleProfiler in the run
+    (``--trainer.profiler simple``) the time spent in each callback hook is written too. Used by
+    benchmarks/callbacks_overhead.py; written as JSON to ``path`` when training ends."""
+
+    MONITORING = ("GradientNorm", "Throughput", "StabilityGuard", "GenerateSample", "PretrainProgressBar")
+
+    def __init__(self, path: str, block: int = 5) -> None:
+        self.path, self.block = path, block
+        self.steps: list[tuple[float, bool]] = []  # (seconds, monitoring on)
+        self._started: tuple[float, bool] | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if self._started is not None:
+            self.steps.append((now - self._started[0], self._started[1]))
+        # Blocks by the step count after this step, so a sample taken at a multiple of the block is "on".
+        on = (trainer.global_step + 1) // self.block % 2 == 0
+        for callback in trainer.callbacks:
+            if type(callback).__name__ not in self.MONITORING:
+                continue
+            if hasattr(callback, "disable") and hasattr(callback, "enable"):  # the progress bar
+                callback.enable() if on else callback.disable()
+            else:
+                callback.enabled = on
+        self._started = (now, on)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        durations = getattr(trainer.profiler, "recorded_durations", {})
+        hooks = {
+            action: sum(values)
+            for action, values in durations.items()
+            if action.removeprefix("[Callback]").startswith(self.MONITORING)
+        }
+        if trainer.is_global_zero:
+            with open(self.path, "w") as handle:
+                json.dump({"steps": self.steps, "hooks": hooks}, handle)

@@ -163,6 +163,12 @@ def main() -> None:
         default=None,
         help="Plain-loop wall time; default: the quickstart's own measured time.",
     )
+    parser.add_argument(
+        "--log-root",
+        type=Path,
+        default=None,
+        help="Keep the quickstart run's logs under this directory (default: a temporary one), e.g. to plot it.",
+    )
     args = parser.parse_args()
     os.chdir(REPO)
     quickstart = yaml.safe_load((REPO / args.config).read_text())
@@ -171,7 +177,7 @@ def main() -> None:
     manifest = prepare(DataPrepConfig.from_dict(prep), show_progress=False)
 
     with tempfile.TemporaryDirectory() as logs:
-        ours, ours_seconds = run_quickstart(args.config, Path(logs))
+        ours, ours_seconds = run_quickstart(args.config, args.log_root or Path(logs))
     budget = args.budget_seconds or ours_seconds
     plain, plain_steps = run_plain_loop(manifest, Path(quickstart["data"]["dataset_dir"]), budget, quickstart)
 

@@ -19,6 +19,14 @@ PANELS = {
     "learning rate": ["train/lr"],
     "tokens/s": ["train/tokens_per_s"],
 }
+# Names runs logged before the train/… val/… scheme, read in their place.
+OLD_NAMES = {
+    "train/loss": "train_loss",
+    "val/loss": "val_loss",
+    "val/bpb": "val_bpb",
+    "val/ppl": "val_ppl",
+    "train/lr": "lr",
+}
 
 
 def event_directories(paths: list[str]) -> list[tuple[str, Path]]:
@@ -51,6 +59,17 @@ def read_scalars(directory: Path) -> dict[str, tuple[list[int], list[float]]]:
     return scalars
 
 
+def present(scalars: dict, tags: list[str]) -> list[str]:
+    """The tags of a panel this run logged, each under its current name or the name it had before."""
+    found = []
+    for tag in tags:
+        if tag not in scalars and OLD_NAMES.get(tag) in scalars:
+            tag = OLD_NAMES[tag]
+        if tag in scalars:
+            found.append(tag)
+    return found
+
+
 def render(runs: list[tuple[str, dict]], out: Path) -> Path:
     import matplotlib
 
@@ -62,9 +81,7 @@ def render(runs: list[tuple[str, dict]], out: Path) -> Path:
     for axis, (title, tags) in zip(axes.flat, PANELS.items()):
         drawn = False
         for index, (label, scalars) in enumerate(runs):
-            for tag in tags:
-                if tag not in scalars:
-                    continue
+            for tag in present(scalars, tags):
                 steps, values = scalars[tag]
                 style = "--" if tag.startswith("val") else "-"
                 marker = "o" if len(steps) < 20 else None

@@ -1,12 +1,13 @@
 """The progress bar of a pretraining run: loss, perplexity, learning rate and tokens/s, and an epoch display
-that makes sense for step-bounded runs (Lightning's shows ``Epoch 0/-2`` when only ``max_steps`` is set)."""
+that makes sense for step-bounded runs (Lightning's rich bar shows ``Epoch 0/-2`` when only ``max_steps`` is
+set)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 # What the bar shows (short name -> logged name), in this order; absent names are left out.
 SHOWN = {
@@ -34,8 +35,10 @@ def short_number(value: float) -> str:
     return f"{value:.4g}"
 
 
-class PretrainProgressBar(RichProgressBar):
-    """Lightning's rich progress bar, showing :data:`SHOWN` from everything the run logs.
+class PretrainProgressBar(TQDMProgressBar):
+    """Lightning's tqdm progress bar, showing :data:`SHOWN` from everything the run logs, described as
+    ``Epoch E · step S/max_steps``. (tqdm draws in the training thread, between steps; Lightning's rich bar
+    renders from a second thread that competes with the step for the CPU: a measurable cost on small machines.)
 
     Args:
         refresh_rate: Batches between refreshes of the bar.
@@ -47,22 +50,22 @@ class PretrainProgressBar(RichProgressBar):
         self._shown: dict[str, str] = {}
         self._read_at: tuple[int, bool] | None = None
 
-    def _get_train_description(self, current_epoch: int) -> str:
-        trainer = self.trainer
-        description = f"Epoch {current_epoch}"
-        if trainer.max_epochs is not None and trainer.max_epochs > 0 and not (trainer.max_steps or 0) > 0:
-            description += f"/{trainer.max_epochs - 1}"  # an epoch-bounded run: the last epoch's number
+    def describe(self, trainer) -> str:
+        description = f"Epoch {trainer.current_epoch}"
         if trainer.max_steps and trainer.max_steps > 0:
             description += f" · step {trainer.global_step}/{trainer.max_steps}"
-        if len(self.validation_description) > len(description):
-            description = f"{description:{len(self.validation_description)}}"
+        elif trainer.max_epochs is not None and trainer.max_epochs > 0:
+            description += f"/{trainer.max_epochs}"  # an epoch-bounded run: which of how many
         return description
 
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(self.describe(trainer), refresh=False)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.is_enabled and self.progress is not None and self.train_progress_bar_id is not None:
-            self.progress.update(
-                self.train_progress_bar_id, description=self._get_train_description(trainer.current_epoch)
-            )
+        bar = self.train_progress_bar
+        if bar is not None and self._should_update(batch_idx + 1, bar.total):
+            bar.set_description(self.describe(trainer), refresh=False)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def get_metrics(self, trainer, pl_module) -> dict[str, str]:

@@ -61,5 +61,5 @@ def test_the_progress_bar_shows_loss_ppl_lr_and_tokens_per_second_and_a_sensible
     shown = result.stdout + result.stderr
     assert "Epoch 0 · step 8/8" in shown
     assert "/-2" not in shown and "Epoch 0/-" not in shown
-    for key in ("loss:", "ppl:", "lr:", "tok/s:", "val_loss:"):
+    for key in ("loss=", "ppl=", "lr=", "tok/s=", "val_loss="):
         assert key in shown, key

@@ -54,3 +54,19 @@ def test_plot_of_a_directory_without_event_files_is_one_line(project):
         "error: plot: no TensorBoard event files under 'empty'; give a run directory such as runs/quickstart"
     ]
     assert not (project / "x.png").exists()
+
+
+def test_plot_reads_runs_logged_under_the_names_before_the_train_val_scheme(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lit_pretrain.plot import PANELS, event_directories, present, read_scalars
+
+    with SummaryWriter(tmp_path / "old") as writer:
+        for step in range(3):
+            for tag in ("train_loss", "val_loss", "val_bpb", "lr", "train/grad_norm"):
+                writer.add_scalar(tag, 1.0 / (step + 1), step)
+    ((_, directory),) = event_directories([str(tmp_path / "old")])
+    scalars = read_scalars(directory)
+    assert present(scalars, PANELS["loss (nats/token)"]) == ["train_loss", "val_loss"]
+    assert present(scalars, PANELS["learning rate"]) == ["lr"]
+    assert present(scalars, PANELS["bits per byte"]) == ["val_bpb"]

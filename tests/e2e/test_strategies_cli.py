@@ -16,7 +16,7 @@ from tests.e2e.helpers import REPO, make_project, run, scalars
 
 DDP = ["--config", str(REPO / "configs/strategy/ddp.yaml"), "--trainer.devices", "2"]
 FSDP = ["--config", str(REPO / "configs/strategy/fsdp.yaml"), "--trainer.devices", "2"]
-# 6 optimizer steps of 8 windows, clipping at 1.0 (the quickstart's), validation at the end, no sample.
+# 6 optimizer steps of 8 windows, clipping at 1.0 (the quickstart's), validation and a sample at the end.
 COMMON = ["--trainer.max_steps", "6", "--trainer.val_check_interval", "6", "--trainer.accelerator", "cpu"]
 # Two processes in float32 sum in another order than one: losses agree to float32 rounding, not bit for bit.
 TOLERANCE = dict(rel=2e-5, abs=2e-5)
@@ -54,6 +54,9 @@ def test_two_processes_give_one_process_losses_and_gradient_norms(runs, strategy
     assert len(values(single, "train/loss")) == 6
     assert values(other, "train/loss") == pytest.approx(values(single, "train/loss"), **TOLERANCE)
     assert values(other, "train/grad_norm") == pytest.approx(values(single, "train/grad_norm"), **TOLERANCE)
+    for name in ("train/ppl", "train/bpb"):  # the window's token-weighted loss over both ranks' tokens
+        assert values(other, name) == pytest.approx(values(single, name), **TOLERANCE)
+    assert values(other, "train/tokens_seen") == values(single, "train/tokens_seen")  # both ranks' tokens
     # Exact over the whole validation split: the rank short of a window pads with one that is not counted.
     assert values(other, "val/loss") == pytest.approx(values(single, "val/loss"), **TOLERANCE)
 

@@ -172,3 +172,16 @@ def test_train_ppl_and_bpb_are_the_token_weighted_mean_of_each_logging_window(
         assert float(written[step]["train/ppl"]) == pytest.approx(math.exp(mean), rel=1e-5)
         assert float(written[step]["train/bpb"]) == pytest.approx(mean / math.log(2) / bytes_per_token, rel=1e-5)
         assert float(written[step]["train/loss"]) == pytest.approx(losses[-1], rel=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA memory and a GPU's MFU need a CUDA device")
+def test_cuda_memory_and_mfu_on_a_gpu(tmp_path, prepared_dataset):
+    model, history = fit(
+        tmp_path, prepared_dataset, [Throughput()], accelerator="gpu", devices=1, precision="bf16-mixed"
+    )
+    last = history[-1]
+    assert 0 < last["train/memory_allocated_gib"] <= last["train/memory_peak_gib"] <= last["train/memory_reserved_gib"]
+    peak = peak_flops(torch.cuda.get_device_name(), "bf16-mixed")
+    if peak is not None:  # a GPU the table knows: MFU over its dense bf16 peak
+        expected = flops_per_token(model.model, 64) * last["train/tokens_per_s"] / peak
+        assert last["train/mfu"] == pytest.approx(expected, rel=1e-6) and 0 < last["train/mfu"] < 1
