@@ -63,3 +63,13 @@ def test_the_progress_bar_shows_loss_ppl_lr_and_tokens_per_second_and_a_sensible
     assert "/-2" not in shown and "Epoch 0/-" not in shown
     for key in ("loss=", "ppl=", "lr=", "tok/s=", "val_loss="):
         assert key in shown, key
+
+
+def test_a_progress_bar_of_ones_own_in_trainer_callbacks_replaces_ours(tmp_path, stdlib_corpus):
+    project = make_project(tmp_path, stdlib_corpus)
+    own = ["--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar", "--trainer.enable_progress_bar", "true"]
+    result = run("fit", "--config", "tiny.yaml", "--trainer.max_steps", "2", "--sample.enabled", "false", *own,
+                 cwd=project)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]  # Lightning refuses two bars: ours stepped aside
+    shown = result.stdout + result.stderr
+    assert "Epoch 0:" in shown and "· step" not in shown  # Lightning's tqdm bar, not ours
