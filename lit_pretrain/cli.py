@@ -1,5 +1,6 @@
 """``python -m lit_pretrain {fit,validate,test} --config configs/X.yaml [--trainer.max_steps 100] ...``
-and ``python -m lit_pretrain plot RUN_DIR... --out run.png`` (:mod:`lit_pretrain.plot`).
+``python -m lit_pretrain plot RUN_DIR... --out run.png`` (:mod:`lit_pretrain.plot`) and
+``python -m lit_pretrain estimate --config configs/X.yaml [--gpu h100 --gpus 8 ...]`` (:mod:`lit_pretrain.estimate`).
 
 A thin LightningCLI over :class:`PretrainModule` and :class:`PretrainDataModule`. Besides the Trainer's,
 module's and data module's keys it always has:
@@ -105,6 +106,10 @@ def main(args: list[str] | None = None) -> None:
         from lit_pretrain.plot import main as plot
 
         return plot(argv[1:])
+    if argv[:1] == ["estimate"]:  # the fit config and overrides, plus its own options; no Trainer, no weights
+        from lit_pretrain.estimate import main as estimate
+
+        return estimate(argv[1:])
     try:
         PretrainCLI(
             PretrainModule,
