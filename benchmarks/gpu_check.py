@@ -6,6 +6,7 @@
 * the GPU-only tests (16-mixed loss scaling, FP8, CUDA memory metrics) through pytest.
 
 MFU is the run's own ``train/mfu`` (the Throughput callback: ``flops_per_token`` over the device's dense peak).
+Each run's peak memory is printed beside ``python -m lit_pretrain estimate``'s prediction for the same config.
 
 Each run is the real CLI (``python -m lit_pretrain fit --config ... --config configs/strategy/X.yaml``) with a
 probe callback (benchmarks/gpu_probe.py) that reports the last training loss, steady-state tokens/s (after 20
@@ -90,7 +91,16 @@ def run_one(name: str, base: list[str], strategy: str | None, out: Path, steps: 
     if result.returncode != 0 or not mine:
         last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"name": name, "status": f"failed (exit {result.returncode}): {last[:200]}", "seconds": seconds}
-    return {**mine[-1], "status": "ok", "seconds": seconds}
+    # What `estimate` predicts for the same config and overrides, beside the measured peak (target: within 15 %).
+    estimated = subprocess.run(
+        [sys.executable, "-m", "lit_pretrain", "estimate", *args, "--gpus", "1", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    extra = {}
+    if estimated.returncode == 0:
+        figures = json.loads(estimated.stdout[estimated.stdout.index("{") :])
+        extra["estimated_gib"] = round(figures["memory_per_gpu_gib"]["total"], 2)
+    return {**mine[-1], **extra, "status": "ok", "seconds": seconds}
 
 
 def main() -> None:
@@ -118,11 +128,11 @@ def main() -> None:
             cwd=REPO, capture_output=True, text=True, timeout=max(30, deadline - time.perf_counter() + 20),
         )  # fmt: skip
         rows.append({"name": "GPU-only tests", "status": tests.stdout.strip().splitlines()[-1]})
-    print("\n| run | status | steps | train/loss | tokens/s | MFU | peak GiB | reserved GiB | s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| run | status | steps | train/loss | tokens/s | MFU | peak GiB | estimated GiB | reserved GiB | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     columns = ("name", "status", "steps", "train/loss", "tokens_per_s", "logged train/mfu", "peak_memory_gib")
     for row in rows:
-        cells = [row.get(k, "") for k in (*columns, "logged train/memory_reserved_gib", "seconds")]
+        cells = [row.get(k, "") for k in (*columns, "estimated_gib", "logged train/memory_reserved_gib", "seconds")]
         print("| " + " | ".join(str(c) for c in cells) + " |")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"\ndevice: {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
