@@ -14,6 +14,7 @@ module's and data module's keys it always has:
   ``train/tokens_seen``, ``train/mfu`` on known GPUs or with ``--throughput.peak_flops``);
 * ``stability``: :class:`StabilityGuard` (stop on a NaN/Inf loss before it reaches the weights, warn about or
   skip loss spikes);
+* ``preemption``: :class:`Preemption` (SIGTERM / SIGUSR1: save ``last`` after the current step and stop);
 * ``progress_bar``: :class:`PretrainProgressBar` (loss, ppl, lr, tokens/s; left out with
   ``--trainer.enable_progress_bar false`` or when ``trainer.callbacks`` brings its own progress bar);
 * links ``data.seq_len -> model.seq_len``, ``data.vocab_size -> model.vocab_size`` and
@@ -26,6 +27,7 @@ the same config logs, checkpoints and saves ``config.yaml`` into the same place.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -37,6 +39,7 @@ from lit_pretrain.callbacks import (
     GenerateSample,
     GradientNorm,
     LossNotFinite,
+    Preemption,
     PretrainProgressBar,
     StabilityGuard,
     Throughput,
@@ -69,6 +72,7 @@ class PretrainCLI(LightningCLI):
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_lightning_class_args(StabilityGuard, "stability")
         parser.add_lightning_class_args(PretrainProgressBar, "progress_bar")
+        parser.add_lightning_class_args(Preemption, "preemption")
         parser.link_arguments("data.seq_len", "model.seq_len")
         # The data module knows its vocabulary size and special-token ids in __init__ (from the manifest or the
         # data_prep config), so the model config, the objective and the sampler all get the tokenizer's own ids.
@@ -92,6 +96,21 @@ class PretrainCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self.check_run()
+        self.resume_or_start_fresh()
+
+    def resume_or_start_fresh(self) -> None:
+        """``--ckpt_path last`` before any checkpoint exists (the first submission of a job that is requeued with
+        the same command): start fresh with one visible line instead of Lightning's warning."""
+        arguments = self.config_init[self.subcommand]
+        if arguments.get("ckpt_path") != "last":
+            return
+        callback = self.trainer.checkpoint_callback
+        directory = Path(callback.dirpath) if callback is not None and callback.dirpath else None
+        if directory is None:
+            directory = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "checkpoints"
+        if not any(directory.glob("last*.ckpt")):
+            sys.stderr.write(f"lit_pretrain: --ckpt_path last: no checkpoint in {directory} yet; starting fresh\n")
+            arguments["ckpt_path"] = None
 
     def before_validate(self) -> None:
         self.check_run()

@@ -15,11 +15,15 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
 
+def environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "PYTHONUNBUFFERED": "1"}
+
+
 def run(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "lit_pretrain", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+        [sys.executable, "-m", "lit_pretrain", *args], cwd=cwd, env=environment(), capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
 
 
 def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -34,10 +38,12 @@ def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def recorder_config(directory: Path, name: str, kill_at_step: int | None = None) -> tuple[str, Path]:
+def recorder_config(
+    directory: Path, name: str, kill_at_step: int | None = None, pause_s: float = 0.0
+) -> tuple[str, Path]:
     record = directory / f"{name}.jsonl"
     config = directory / f"{name}-callbacks.yaml"
-    init_args = {"path": str(record), "kill_at_step": kill_at_step}
+    init_args = {"path": str(record), "kill_at_step": kill_at_step, "pause_s": pause_s}
     config.write_text(
         yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "recorder.BatchRecorder", "init_args": init_args}]}})
     )

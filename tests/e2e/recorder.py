@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 
 import lightning as L
 
@@ -12,10 +13,11 @@ import lightning as L
 class BatchRecorder(L.Callback):
     """Appends one JSON line per training batch (step, hash of its model inputs, hash of its labels if it has
     any, loss) to ``path``. Inputs are hashed after the objective's transform, so for MLM equal hashes mean the
-    same windows with the same masks. With ``kill_at_step`` it dies like a SIGKILL (no cleanup, no checkpoint) when that step begins."""
+    same windows with the same masks. With ``kill_at_step`` it dies like a SIGKILL (no cleanup, no checkpoint) when that step begins.
+    ``pause_s`` sleeps after each batch (a slower run, so a test can signal it mid-way)."""
 
-    def __init__(self, path: str, kill_at_step: int | None = None) -> None:
-        self.path, self.kill_at_step = path, kill_at_step
+    def __init__(self, path: str, kill_at_step: int | None = None, pause_s: float = 0.0) -> None:
+        self.path, self.kill_at_step, self.pause_s = path, kill_at_step, pause_s
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.kill_at_step is not None and trainer.global_step == self.kill_at_step:
@@ -33,6 +35,8 @@ class BatchRecorder(L.Callback):
                 "loss": float(outputs["loss"]),
             }
             handle.write(json.dumps(record) + "\n")
+        if self.pause_s:
+            time.sleep(self.pause_s)
 
 
 class PeakMemory(L.Callback):
