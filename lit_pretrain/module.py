@@ -24,6 +24,7 @@ import torch
 from torchmetrics import SumMetric
 
 from lit_pretrain.callbacks.stability import StabilityGuard
+from lit_pretrain.checkpoint_io import make_saves_atomic
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.models import (
     PRESETS,
@@ -229,6 +230,7 @@ class PretrainModule(L.LightningModule):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
 
     def setup(self, stage: str) -> None:
+        make_saves_atomic(self.trainer.strategy)  # a kill during a save never corrupts last.ckpt
         datamodule = getattr(self.trainer, "datamodule", None)
         tokenizer_vocab = getattr(datamodule, "tokenizer_vocab_size", None)
         if tokenizer_vocab is not None and tokenizer_vocab > self.hparams.vocab_size:
