@@ -125,6 +125,10 @@ def main(args: list[str] | None = None) -> None:
         from lit_pretrain.plot import main as plot
 
         return plot(argv[1:])
+    if argv[:1] == ["export"]:  # a checkpoint -> a Hugging Face model directory
+        from lit_pretrain.export import main as export
+
+        return export(argv[1:])
     if argv[:1] == ["estimate"]:  # the fit config and overrides, plus its own options; no Trainer, no weights
         from lit_pretrain.estimate import main as estimate
 
