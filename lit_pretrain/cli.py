@@ -47,6 +47,7 @@ from lit_pretrain.callbacks import (
 from lit_pretrain.data import PretrainDataModule
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.module import PretrainModule
+from lit_pretrain.resume import check_same_model, find_last, restore_interrupted_replacements
 from lit_pretrain.strategies import check_strategy
 
 DEFAULT_LOGGER = {
@@ -79,6 +80,12 @@ class PretrainCLI(LightningCLI):
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.token_ids", "model.token_ids", apply_on="instantiate")
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning 2.6 replaces the ``model`` config with a ``--ckpt_path`` file's hyperparameters at parse time
+        (a traceback on a truncated file, and overrides such as ``--model.lr`` silently dropped, but only when
+        the path is a file, not for ``last``). Here the config and command line define the run, whatever the
+        checkpoint: :meth:`check_resume` then refuses a checkpoint that is unreadable or of another model."""
+
     def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
         """Our progress bar unless the run switches bars off or ``trainer.callbacks`` brings its own (Lightning
         refuses two bars, and a bar with ``enable_progress_bar: false``)."""
@@ -96,27 +103,47 @@ class PretrainCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self.check_run()
-        self.resume_or_start_fresh()
+        self.check_resume()
 
-    def resume_or_start_fresh(self) -> None:
-        """``--ckpt_path last`` before any checkpoint exists (the first submission of a job that is requeued with
-        the same command): start fresh with one visible line instead of Lightning's warning."""
-        arguments = self.config_init[self.subcommand]
-        if arguments.get("ckpt_path") != "last":
-            return
+    def checkpoint_directory(self) -> Path:
         callback = self.trainer.checkpoint_callback
-        directory = Path(callback.dirpath) if callback is not None and callback.dirpath else None
-        if directory is None:
-            directory = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "checkpoints"
-        if not any(directory.glob("last*.ckpt")):
-            sys.stderr.write(f"lit_pretrain: --ckpt_path last: no checkpoint in {directory} yet; starting fresh\n")
-            arguments["ckpt_path"] = None
+        if callback is not None and callback.dirpath:
+            return Path(callback.dirpath)
+        return Path(self.trainer.log_dir or self.trainer.default_root_dir) / "checkpoints"
+
+    def check_resume(self) -> None:
+        """``--ckpt_path``: ``last`` before any checkpoint exists (the first submission of a job that is requeued
+        with the same command) starts fresh with one visible line instead of Lightning's warning; ``last`` is
+        resolved here to the file Lightning would pick; a truncated, corrupt or other model's checkpoint is
+        refused with one line before anything is restored (:mod:`lit_pretrain.resume`)."""
+        arguments = self.config_init[self.subcommand]
+        ckpt_path = arguments.get("ckpt_path")
+        if ckpt_path is None:
+            return
+        if ckpt_path == "last":
+            directory = self.checkpoint_directory()
+            last = find_last(directory)
+            if last is None and self.subcommand != "fit":
+                raise ConfigError(f"--ckpt_path last: no checkpoint in {directory}; run fit first or name a checkpoint")
+            if last is None:
+                sys.stderr.write(f"lit_pretrain: --ckpt_path last: no checkpoint in {directory} yet; starting fresh\n")
+                arguments["ckpt_path"] = None
+                return
+            arguments["ckpt_path"] = str(last)
+        elif ckpt_path in ("best", "hpc", "registry") or "://" in str(ckpt_path):
+            return  # Lightning's own lookups and remote paths: left to Lightning
+        path = Path(arguments["ckpt_path"])
+        if path.parent.is_dir():
+            restore_interrupted_replacements(path.parent)
+        check_same_model(path, self.model)
 
     def before_validate(self) -> None:
         self.check_run()
+        self.check_resume()
 
     def before_test(self) -> None:
         self.check_run()
+        self.check_resume()
 
 
 def main(args: list[str] | None = None) -> None:

@@ -79,7 +79,10 @@ class ResumableWindowSampler(DistributedSampler):
         return iter(order[self.start + self.rank : self.total : self.num_replicas].tolist())
 
     def __len__(self) -> int:
-        return (self.total - self.start) // self.num_replicas
+        # The whole epoch's length, also right after a restore mid-epoch: Lightning reads it once per fit as the
+        # number of batches of *every* epoch (a restored run counts the batches it already took in its own loop
+        # state); the length of what is left would make every later epoch that short.
+        return self.total // self.num_replicas
 
 
 class EvalWindowSampler(DistributedSampler):
@@ -114,9 +117,12 @@ class ResumableDataLoader(DataLoader):
 
     sampler: ResumableWindowSampler
 
-    def __init__(self, dataset: WindowDataset, sampler: ResumableWindowSampler, **kwargs) -> None:
+    def __init__(
+        self, dataset: WindowDataset, sampler: ResumableWindowSampler, accumulation: int = 1, **kwargs
+    ) -> None:
         super().__init__(dataset, sampler=sampler, drop_last=True, **kwargs)
         self.consumed = 0
+        self.accumulation = accumulation
 
     def __iter__(self):
         self.consumed = self.sampler.start
@@ -125,13 +131,50 @@ class ResumableDataLoader(DataLoader):
     def mark_consumed(self, global_samples: int) -> None:
         self.consumed += global_samples
 
+    @property
+    def layout(self) -> dict[str, int]:
+        """How this run takes its windows: per process and micro-batch, processes, micro-batches per step."""
+        return {
+            "batch_size": self.batch_size,
+            "processes": self.sampler.num_replicas,
+            "accumulation": self.accumulation,
+        }
+
     def state_dict(self) -> dict:
-        return {"epoch": self.sampler.epoch, "consumed": self.consumed, "seed": self.sampler.seed}
+        return {"epoch": self.sampler.epoch, "consumed": self.consumed, "seed": self.sampler.seed, **self.layout}
 
     def load_state_dict(self, state: dict) -> None:
+        self.check_layout(state)
         self.sampler.epoch = state["epoch"]
         self.sampler.start = state["consumed"]
         self.consumed = state["consumed"]
+
+    def check_layout(self, state: dict) -> None:
+        """A checkpoint written by another number of processes resumes at its global sample position when each
+        optimizer step still takes the same windows in the same number of micro-batches (batch_size x processes
+        and accumulation unchanged): Lightning's loop counts micro-batches per process, and only then does its
+        count mean the same windows. Anything else is refused before a step is taken."""
+        if "processes" not in state:  # written before the layout was recorded
+            return
+        saved, now = state, self.layout
+        if (saved["batch_size"] * saved["processes"], saved["accumulation"]) == (
+            now["batch_size"] * now["processes"],
+            now["accumulation"],
+        ):
+            return
+        needed = saved["batch_size"] * saved["processes"]
+        hint = f" (here: --data.batch_size {needed // now['processes']})" if needed % now["processes"] == 0 else ""
+        raise ConfigError(
+            f"--ckpt_path: the checkpoint was written with {describe(saved)} and this run takes {describe(now)}; "
+            f"resume with batch_size x processes = {needed} and accumulation {saved['accumulation']}{hint}, "
+            "or start a new run"
+        )
+
+
+def describe(layout: dict[str, int]) -> str:
+    return (
+        f"{layout['processes']} process(es) x batch_size {layout['batch_size']} x accumulation {layout['accumulation']}"
+    )
 
 
 class PretrainDataModule(L.LightningDataModule):
@@ -305,6 +348,7 @@ class PretrainDataModule(L.LightningDataModule):
         self._train_loader = ResumableDataLoader(
             self.train_dataset,
             sampler,
+            accumulation=self.trainer.accumulate_grad_batches if self.trainer is not None else 1,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -1,6 +1,7 @@
 """``python -m lit_pretrain export <checkpoint or run dir> <out dir>``: a Hugging Face model directory
 (``config.json`` with the tokenizer's special ids, ``model.safetensors``, the tokenizer's files) from a
-checkpoint of ``fit``, loadable with ``AutoModelForCausalLM`` / ``AutoModelForMaskedLM`` and ``AutoTokenizer``
+checkpoint of ``fit`` (a plain file, an FSDP2-sharded DCP directory written by any number of ranks, or a
+DeepSpeed ZeRO directory), loadable with ``AutoModelForCausalLM`` / ``AutoModelForMaskedLM`` and ``AutoTokenizer``
 without ``trust_remote_code``.
 
 A run directory exports its ``checkpoints/last.ckpt``. The architecture and special ids come from the
@@ -33,23 +34,75 @@ def resolve_checkpoint(path: Path) -> Path:
         last = path / "checkpoints" / "last.ckpt"
         if last.exists():
             return last
-        if (path / "checkpoint").is_dir() or (path / ".metadata").is_file():
-            return path  # a sharded (distributed) checkpoint directory
+        if is_deepspeed_checkpoint(path) or (path / ".metadata").is_file():
+            return path  # a sharded (DCP) or DeepSpeed checkpoint directory
         raise ConfigError(f"export: '{path}' holds no checkpoints/last.ckpt; give a run directory or a .ckpt file")
     raise ConfigError(f"export: '{path}' does not exist; give a run directory (runs/<name>) or a .ckpt file")
 
 
+def is_deepspeed_checkpoint(path: Path) -> bool:
+    return path.is_dir() and (path / "latest").is_file()
+
+
 def load_checkpoint(path: Path) -> dict:
+    """The checkpoint's dict; for a sharded (DCP) directory its ``meta.pt`` (hyperparameters, loop state) with
+    ``state_dict`` left as the directory, read later straight into the built model."""
+    if is_deepspeed_checkpoint(path):
+        return load_deepspeed_checkpoint(path)
     if path.is_dir():
-        raise ConfigError(
-            f"export: '{path}' is a sharded checkpoint directory; exporting those is not supported yet: train with "
-            "save_distributed_checkpoint: false (configs/strategy/fsdp.yaml) or export a full checkpoint"
-        )
+        meta = path / "meta.pt"
+        if not (path / ".metadata").is_file() or not meta.is_file():
+            raise ConfigError(f"export: '{path}' is a directory but not a sharded checkpoint (no .metadata, meta.pt)")
+        checkpoint = _torch_load(meta)
+        checkpoint["state_dict"] = path
+        return checkpoint
+    return _torch_load(path)
+
+
+def _torch_load(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as error:  # truncated, corrupt, or not a checkpoint at all
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"export: '{path}' cannot be loaded as a checkpoint ({first[:160]})") from None
+
+
+def load_deepspeed_checkpoint(path: Path) -> dict:
+    """A DeepSpeed checkpoint directory (ZeRO 1-3, as Lightning's DeepSpeedStrategy writes it): the fp32 weights
+    gathered from the partitions by DeepSpeed's own ``zero_to_fp32``, the hyperparameters from its client state
+    (Lightning keeps the LightningModule's ``state_dict`` keys under ``_forward_module.``)."""
+    try:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    except ImportError:
+        raise ConfigError(f"export: '{path}' is a DeepSpeed checkpoint; pip install deepspeed to export it") from None
+    tag = (path / "latest").read_text().strip()
+    states = sorted((path / tag).glob("*model_states.pt"))
+    if not states:
+        raise ConfigError(f"export: '{path}/{tag}' holds no *model_states.pt; the DeepSpeed checkpoint is incomplete")
+    # DeepSpeed's own files carry its config objects: they are loaded as DeepSpeed loads them (a checkpoint of
+    # your own run; weights_only does not apply to DeepSpeed's format).
+    client = torch.load(states[0], map_location="cpu", weights_only=False)
+    weights = get_fp32_state_dict_from_zero_checkpoint(str(path), tag=tag)
+    prefix = "_forward_module."
+    client["state_dict"] = {key.removeprefix(prefix): value for key, value in weights.items()}
+    return client
+
+
+def load_sharded_weights(module, directory: Path) -> None:
+    """Read a DCP checkpoint's model entries (not its optimizer state) into ``module``'s whole tensors, resharded
+    from however many ranks wrote it; refuse one of another model."""
+    from torch.distributed.checkpoint import load
+
+    from lit_pretrain.resume import checkpoint_shapes
+
+    saved = checkpoint_shapes(directory)
+    expected = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+    if saved != expected:
+        first = sorted(set(saved) ^ set(expected)) or sorted(k for k in saved if saved[k] != expected[k])
+        raise ConfigError(f"export: '{directory}' does not match its own model config (first difference: {first[0]})")
+    state = module.state_dict()
+    load({"state_dict": state}, checkpoint_id=str(directory), no_dist=True)
+    module.load_state_dict(state, strict=True)
 
 
 def model_from_checkpoint(checkpoint: dict, path: Path):
@@ -62,6 +115,10 @@ def model_from_checkpoint(checkpoint: dict, path: Path):
     accepted = inspect.signature(PretrainModule.__init__).parameters  # the CLI also stores its "_instantiator"
     module = PretrainModule(**{key: value for key, value in hparams.items() if key in accepted})
     module.configure_model()
+    if isinstance(checkpoint["state_dict"], Path):
+        load_sharded_weights(module, checkpoint["state_dict"])
+        module.model.eval()
+        return module, checkpoint.get("datamodule_hyper_parameters") or {}
     prefix = "model."
     state = {
         key[len(prefix) :].replace("_orig_mod.", ""): value

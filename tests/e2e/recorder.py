@@ -11,8 +11,8 @@ import lightning as L
 
 
 class BatchRecorder(L.Callback):
-    """Appends one JSON line per training batch (step, hash of its model inputs, hash of its labels if it has
-    any, loss) to ``path``. Inputs are hashed after the objective's transform, so for MLM equal hashes mean the
+    """Appends one JSON line per training batch (step, rank, epoch, hash of its model inputs and of each input
+    row, hash of its labels if it has any, loss) to ``path``. Inputs are hashed after the objective's transform, so for MLM equal hashes mean the
     same windows with the same masks. With ``kill_at_step`` it dies like a SIGKILL (no cleanup, no checkpoint) when that step begins.
     ``pause_s`` sleeps after each batch (a slower run, so a test can signal it mid-way)."""
 
@@ -22,7 +22,9 @@ class BatchRecorder(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.kill_at_step is not None and trainer.global_step == self.kill_at_step:
             os._exit(9)
-        self._digest = hashlib.sha1(batch["input_ids"].cpu().numpy().tobytes()).hexdigest()
+        inputs = batch["input_ids"].cpu().numpy()
+        self._digest = hashlib.sha1(inputs.tobytes()).hexdigest()
+        self._rows = [hashlib.sha1(row.tobytes()).hexdigest()[:16] for row in inputs]
         labels = batch.get("labels")
         self._labels = None if labels is None else hashlib.sha1(labels.cpu().numpy().tobytes()).hexdigest()
 
@@ -30,6 +32,9 @@ class BatchRecorder(L.Callback):
         with open(self.path, "a") as handle:
             record = {
                 "step": trainer.global_step,
+                "rank": trainer.global_rank,
+                "epoch": trainer.current_epoch,
+                "rows": self._rows,
                 "windows": self._digest,
                 "labels": self._labels,
                 "loss": float(outputs["loss"]),

@@ -81,6 +81,22 @@ def test_fsdp_sharded_checkpoint_validates_to_the_same_loss(runs):
     assert validated == pytest.approx(values(runs["fsdp"], "val/loss")[-1], abs=1e-4)
 
 
+def test_a_two_rank_sharded_checkpoint_exports_to_the_model_that_gave_its_validation_loss(runs):
+    """Export reads the two ranks' DCP shards into one whole model (no process group); the exported directory,
+    loaded back by transformers as ``model.init_from`` on one process, validates to the loss the sharded module
+    logged during training: every weight arrived in its place."""
+    project = runs["project"]
+    result = run("export", "runs/fsdp", "hf-fsdp", cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = (project / "hf-fsdp").resolve()
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    args = ["--model.init_from", str(out), "--trainer.logger.init_args.name", "from-export"]
+    result = run("validate", "--config", "tiny.yaml", *args, cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    validated = float(result.stdout.split("val/loss")[1].split()[0])
+    assert validated == pytest.approx(values(runs["fsdp"], "val/loss")[-1], abs=1e-4)
+
+
 def test_fsdp_llama_with_muon_equals_one_process_and_saves_a_full_checkpoint(tmp_path, stdlib_corpus):
     """Llama blocks sharded, Muon orthogonalising sharded matrices (gathered, then this rank's shard kept): the
     same losses and norms as one process; with save_distributed_checkpoint false, one file with gathered weights."""

@@ -1,14 +1,18 @@
-"""AtomicCheckpointIO: a save that dies half-way leaves the previous checkpoint as it was, and every run gets it."""
+"""AtomicCheckpointIO and sharded directory saves: a save that dies half-way leaves the previous checkpoint as
+it was, and every run gets it."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
 
 from lit_pretrain import PretrainDataModule, PretrainModule
-from lit_pretrain.checkpoint_io import AtomicCheckpointIO
+from lit_pretrain.checkpoint_io import AtomicCheckpointIO, make_saves_atomic
+from lit_pretrain.resume import find_last
 from tests.conftest import quiet_trainer
 
 
@@ -44,3 +48,68 @@ def test_every_run_saves_through_it(tmp_path, prepared_dataset):
     assert type(trainer.strategy.checkpoint_io) is AtomicCheckpointIO
     trainer.save_checkpoint(tmp_path / "saved.ckpt")
     assert torch.load(tmp_path / "saved.ckpt", weights_only=True)["global_step"] == 1
+
+
+class ShardWriter(ModelParallelStrategy):
+    """A one-process stand-in for a sharded save: writes one file per checkpoint entry into the directory it is
+    given, like DCP writes one file per rank; ``die_after`` entries it raises (a kill in the middle)."""
+
+    die_after: int | None = None
+
+    def save_checkpoint(self, checkpoint, filepath, storage_options=None) -> None:
+        path = Path(filepath)
+        path.mkdir(parents=True, exist_ok=True)
+        for index, (key, value) in enumerate(checkpoint.items()):
+            if index == self.die_after:
+                raise KeyboardInterrupt("killed in the middle of the save")
+            (path / key).write_text(str(value))
+
+    def broadcast(self, obj, src=0):
+        return obj
+
+    def barrier(self, name=None) -> None:
+        pass
+
+    @property
+    def is_global_zero(self) -> bool:
+        return True
+
+
+def contents(directory: Path) -> dict[str, str]:
+    return {file.name: file.read_text() for file in sorted(directory.iterdir())}
+
+
+def test_a_sharded_save_killed_half_way_leaves_the_previous_directory_whole(tmp_path):
+    strategy = ShardWriter()
+    make_saves_atomic(strategy)
+    last = tmp_path / "last.ckpt"
+    strategy.save_checkpoint({"shard_0": 1, "shard_1": 1, "meta": 1}, last)
+    strategy.die_after = 1
+    with pytest.raises(KeyboardInterrupt):
+        strategy.save_checkpoint({"shard_0": 2, "shard_1": 2, "meta": 2}, last)
+    assert contents(last) == {"meta": "1", "shard_0": "1", "shard_1": "1"}  # not shard_0 of step 2 beside step 1
+    strategy.die_after = None
+    strategy.save_checkpoint({"shard_0": 3, "shard_1": 3, "meta": 3}, last)
+    assert contents(last) == {"meta": "3", "shard_0": "3", "shard_1": "3"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # the dead save's partial is gone
+
+
+def test_a_kill_between_the_two_renames_is_undone_before_a_resume(tmp_path, monkeypatch):
+    strategy = ShardWriter()
+    make_saves_atomic(strategy)
+    last = tmp_path / "last.ckpt"
+    strategy.save_checkpoint({"shard_0": 1, "meta": 1}, last)
+    replace = os.replace
+
+    def dies_on_the_second_rename(source, target):
+        if Path(source).name == ".last.ckpt.partial":
+            raise KeyboardInterrupt("killed between the renames")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", dies_on_the_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        strategy.save_checkpoint({"shard_0": 2, "meta": 2}, last)
+    monkeypatch.setattr(os, "replace", replace)
+    assert not last.exists()  # the old directory is aside, the new one not yet in place
+    assert find_last(tmp_path) == last  # finding the last checkpoint puts the complete old one back
+    assert contents(last) == {"meta": "1", "shard_0": "1"}

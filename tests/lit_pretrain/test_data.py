@@ -51,7 +51,8 @@ def test_set_epoch_keeps_a_restored_position_and_resets_on_a_new_epoch():
     sampler = ResumableWindowSampler(20, seed=0)
     sampler.start = 8
     sampler.set_epoch(0)
-    assert len(sampler) == 12
+    assert list(sampler) == list(ResumableWindowSampler(20, seed=0))[8:]
+    assert len(sampler) == 20  # the epoch's length, not what is left of it (Lightning reuses it for every epoch)
     sampler.set_epoch(1)
     assert sampler.start == 0 and list(sampler) != list(ResumableWindowSampler(20, seed=0))
 
@@ -71,13 +72,38 @@ def test_loader_state_resumes_with_the_next_unseen_windows(prepared_dataset):
         first.mark_consumed(4)
     next(iterator)  # prefetched by the training loop but never consumed: must not count
     state = first.state_dict()
-    assert state == {"epoch": 0, "consumed": 12, "seed": 3}
+    assert state == {"epoch": 0, "consumed": 12, "seed": 3, "batch_size": 4, "processes": 1, "accumulation": 1}
 
     resumed = loader()
     resumed.load_state_dict(state)
     following = [batch["input_ids"] for _, batch in zip(range(3), resumed)]
     for expected, got in zip(uninterrupted[3:], following):
         assert torch.equal(expected, got)
+
+
+def test_a_state_of_another_process_count_loads_when_each_step_takes_the_same_windows(prepared_dataset):
+    manifest = read_manifest(prepared_dataset)
+    dataset = WindowDataset(prepared_dataset, manifest["splits"]["train"]["files"], manifest["dtype"], 32)
+
+    def loader(processes: int, rank: int, batch_size: int, accumulation: int = 1):
+        sampler = ResumableWindowSampler(len(dataset), seed=3, num_replicas=processes, rank=rank)
+        return ResumableDataLoader(dataset, sampler, accumulation=accumulation, batch_size=batch_size)
+
+    two = [loader(2, rank, batch_size=4) for rank in (0, 1)]
+    for rank_loader in two:
+        iterator = iter(rank_loader)
+        for _ in range(3):
+            next(iterator)
+            rank_loader.mark_consumed(8)  # global windows per micro-batch
+    state = two[0].state_dict()
+    assert state == two[1].state_dict() and state["consumed"] == 24 and state["processes"] == 2
+    one = loader(1, 0, batch_size=8)
+    one.load_state_dict(state)  # 1 x 8 takes what 2 x 4 took: continues at global window 24
+    uninterrupted = [batch["input_ids"] for batch in loader(1, 0, batch_size=8)][:5]
+    assert torch.equal(next(iter(one))["input_ids"], uninterrupted[3])
+    for wrong in (loader(1, 0, batch_size=4), loader(1, 0, batch_size=8, accumulation=2)):
+        with pytest.raises(ConfigError, match=r"2 process\(es\) x batch_size 4 x accumulation 1 and this run takes 1"):
+            wrong.load_state_dict(state)
 
 
 def test_datamodule_links_vocab_size_from_manifest_and_rejects_oversized_windows(prepared_dataset):
