@@ -5,8 +5,10 @@
 A thin LightningCLI over :class:`PretrainModule` and :class:`PretrainDataModule`. Besides the Trainer's,
 module's and data module's keys it always has:
 
-* ``checkpoint``: a ``ModelCheckpoint`` (``--checkpoint.every_n_train_steps``, ``--checkpoint.dirpath``,
-  ``--checkpoint.save_last``), writing into ``<run dir>/checkpoints`` so ``--ckpt_path last`` finds them;
+* ``checkpoint``: :class:`PretrainCheckpoint`, Lightning's ``ModelCheckpoint`` (``--checkpoint.every_n_train_steps``,
+  ``--checkpoint.train_time_interval``, ``--checkpoint.save_last``, ``--checkpoint.monitor val/loss`` with
+  ``--checkpoint.save_top_k``) plus ``--checkpoint.export_on_end``, writing into ``<run dir>/checkpoints`` so
+  ``--ckpt_path last`` finds them;
 * ``sample``: :class:`GenerateSample`, printing (and logging as text) a generation for ``--sample.prompt`` or the
   fill-mask predictions for ``--sample.mask_prompt`` every ``--sample.every_n_steps`` and when fit ends;
 * ``grad_norm``: :class:`GradientNorm` (``train/grad_norm``, ``train/clip_fraction``, ``--grad_norm.per_block``);
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from data_prep.errors import DataPrepError
@@ -40,6 +42,7 @@ from lit_pretrain.callbacks import (
     GradientNorm,
     LossNotFinite,
     Preemption,
+    PretrainCheckpoint,
     PretrainProgressBar,
     StabilityGuard,
     Throughput,
@@ -66,7 +69,7 @@ class OneLineErrorParser(LightningArgumentParser):
 
 class PretrainCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(PretrainCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500})
         parser.add_lightning_class_args(GenerateSample, "sample")
         parser.add_lightning_class_args(GradientNorm, "grad_norm")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from lit_pretrain.checkpoint_io import replace_directory
 from lit_pretrain.errors import ConfigError
 
 HF_TOKENIZER_DIR = "hf_tokenizer"
@@ -148,8 +149,11 @@ def tokenizer_directory(data_hparams: dict, dataset_dir: str | None) -> Path:
     return hf_dir
 
 
-def export(source: Path, out: Path, dataset_dir: str | None = None) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+def export(source: Path, out: Path, dataset_dir: str | None = None, replace: bool = False) -> Path:
+    """Write the export; ``replace``: an earlier export in ``out`` (it has a config.json) is swapped for the new
+    one (``--checkpoint.export_on_end`` of a resumed run), else ``out`` must be new or empty."""
+    previous = replace and out.is_dir() and (out / "config.json").is_file()
+    if out.exists() and not previous and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"export: '{out}' exists and is not empty; give a new directory or remove it")
     checkpoint_path = resolve_checkpoint(source)
     checkpoint = load_checkpoint(checkpoint_path)
@@ -163,9 +167,12 @@ def export(source: Path, out: Path, dataset_dir: str | None = None) -> Path:
         module.model.save_pretrained(str(partial), safe_serialization=True)
         for file in tokenizer_dir.iterdir():
             shutil.copy2(file, partial / file.name)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(partial, out)
+        if previous:
+            replace_directory(partial, out)
+        else:
+            if out.exists():
+                out.rmdir()  # empty (checked above)
+            os.replace(partial, out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return out

@@ -1,5 +1,6 @@
 """Callbacks observe a run; each file holds one."""
 
+from lit_pretrain.callbacks.checkpoint import PretrainCheckpoint
 from lit_pretrain.callbacks.grad_norm import GradientNorm
 from lit_pretrain.callbacks.preemption import Preemption
 from lit_pretrain.callbacks.progress import PretrainProgressBar
@@ -12,6 +13,7 @@ __all__ = [
     "GradientNorm",
     "LossNotFinite",
     "Preemption",
+    "PretrainCheckpoint",
     "PretrainProgressBar",
     "StabilityGuard",
     "Throughput",

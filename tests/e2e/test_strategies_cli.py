@@ -171,6 +171,12 @@ def test_compile_keeps_the_models_own_checkpoint_keys_and_its_losses(runs):
     checkpoint = torch.load(project / "runs/compiled/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     keys = list(checkpoint["state_dict"])
     assert "model.transformer.wte.weight" in keys and not any("_orig_mod" in key for key in keys)
+    result = run("export", "runs/compiled", "hf-compiled", cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from safetensors.torch import load_file
+
+    exported = load_file(project / "hf-compiled/model.safetensors")
+    assert "transformer.wte.weight" in exported and not any("_orig_mod" in key for key in exported)
 
 
 @pytest.mark.parametrize(
