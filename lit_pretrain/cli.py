@@ -104,8 +104,28 @@ class PretrainCLI(LightningCLI):
         check_strategy(self.trainer.strategy, hp.optimizer, hp.init_from, hp.fp8)
         self.datamodule.apply_global_batch_size(self.trainer)
 
+    def apply_horizon(self) -> None:
+        """``data.tokens_per_parameter``: derive ``trainer.max_steps`` from the exact parameter count (the model
+        on the meta device, as ``estimate`` counts it) and the global batch, and say so."""
+        from lit_pretrain.estimate import meta_model
+        from lit_pretrain.models import count_parameters
+
+        trainer, data = self.trainer, self.datamodule
+        if data.tokens_per_parameter is None:
+            return
+        parameters = count_parameters(meta_model(self.model))
+        tokens, steps, per_step = data.horizon(parameters, trainer.world_size, trainer.accumulate_grad_batches)
+        replaced = f"; replaces trainer.max_steps {trainer.max_steps}" if trainer.max_steps not in (-1, None) else ""
+        if trainer.is_global_zero:
+            sys.stderr.write(
+                f"lit_pretrain: data.tokens_per_parameter {data.tokens_per_parameter:g} x {parameters:,} parameters = "
+                f"{tokens:,.0f} tokens = {steps:,} steps of {per_step:,} tokens{replaced}\n"
+            )
+        trainer.fit_loop.epoch_loop.max_steps = steps  # what trainer.max_steps reads
+
     def before_fit(self) -> None:
         self.check_run()
+        self.apply_horizon()
         self.check_resume()
 
     def checkpoint_directory(self) -> Path:

@@ -8,6 +8,7 @@ saved in checkpoints, so a resumed run continues with the next unseen window ins
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,6 +191,9 @@ class PretrainDataModule(L.LightningDataModule):
             is derived from it: ``global_batch_size / (batch_size x devices x nodes)``, which must divide evenly.
         num_workers: DataLoader worker processes (0 reads in the main process; reads are cheap).
         seed: Seed of the per-epoch shuffle of training windows.
+        tokens_per_parameter: Train on this many tokens per model parameter (Chinchilla: about 20) instead of
+            ``trainer.max_steps``: the step count is derived from the exact parameter count and the global batch,
+            printed at the start of fit, and replaces ``trainer.max_steps``. ``estimate`` shows the same figures.
     """
 
     def __init__(
@@ -201,6 +205,7 @@ class PretrainDataModule(L.LightningDataModule):
         global_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 1234,
+        tokens_per_parameter: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -208,6 +213,9 @@ class PretrainDataModule(L.LightningDataModule):
         self.prepare_config = prepare_config
         self.seq_len, self.batch_size, self.num_workers, self.seed = seq_len, batch_size, num_workers, seed
         self.global_batch_size = global_batch_size
+        if tokens_per_parameter is not None and not tokens_per_parameter > 0:
+            raise ConfigError(f"data.tokens_per_parameter {tokens_per_parameter} must be positive, e.g. 20")
+        self.tokens_per_parameter = tokens_per_parameter
         self.manifest: dict | None = None
         self._train_loader: ResumableDataLoader | None = None
         # Known now (not in setup) so LightningCLI can link them to the model at instantiation.
@@ -265,6 +273,14 @@ class PretrainDataModule(L.LightningDataModule):
                 f"{self.global_batch_size} (which needs {steps} on {devices} devices x {nodes} nodes); drop one of them"
             )
         return steps
+
+    def horizon(self, parameters: int, processes: int, accumulation: int) -> tuple[float, int, int] | None:
+        """(tokens, steps, tokens per step) that ``tokens_per_parameter`` asks for, or None when it is unset."""
+        if self.tokens_per_parameter is None:
+            return None
+        per_step = self.batch_size * self.seq_len * processes * accumulation
+        tokens = self.tokens_per_parameter * parameters
+        return tokens, max(1, math.ceil(tokens / per_step)), per_step
 
     def apply_global_batch_size(self, trainer: L.Trainer) -> None:
         """Set the Trainer's gradient accumulation from ``global_batch_size`` (the CLI does this before fit starts)."""

@@ -234,7 +234,9 @@ class Estimate:
 
 
 def compute(model, layout: Layout, gpu: str, gpus: int, tokens: float | None, max_steps: int | None, mfu: float,
-            price: float | None) -> Estimate:  # fmt: skip
+            price: float | None, horizon: float | None = None) -> Estimate:  # fmt: skip
+    """``tokens``: --tokens; else ``horizon`` (data.tokens_per_parameter) x parameters; else max_steps x global
+    batch; else Chinchilla's 20 per parameter."""
     from lit_pretrain.models import count_parameters, flops_per_token
 
     family, memory_gib = GPUS[gpu]
@@ -246,6 +248,8 @@ def compute(model, layout: Layout, gpu: str, gpus: int, tokens: float | None, ma
     global_tokens = layout.micro_batch * layout.seq_len * layout.accumulation * gpus
     if tokens is not None:
         source = "--tokens"
+    elif horizon is not None:
+        tokens, source = float(horizon * parameters), f"data.tokens_per_parameter ({horizon:g} per parameter)"
     elif max_steps and max_steps > 0:
         tokens, source = float(max_steps * global_tokens), "trainer.max_steps x global batch"
     else:
@@ -434,7 +438,8 @@ def main(argv: list[str]) -> None:
         gpus = options.gpus or world
         layout.world = gpus
         layout.accumulation = data.accumulation(gpus, 1, layout.accumulation)  # with data.global_batch_size
-        result = compute(model, layout, gpu, gpus, options.tokens, max_steps, options.mfu, options.price_per_gpu_hour)
+        result = compute(model, layout, gpu, gpus, options.tokens, max_steps, options.mfu, options.price_per_gpu_hour,
+                         data.tokens_per_parameter)  # fmt: skip
     except (ConfigError, DataPrepError) as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(2) from None

@@ -74,3 +74,29 @@ def test_bad_input_is_one_line(project, args, message):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith(message), lines[-3:]
     assert not [line for line in lines if line.startswith("Traceback")]
+
+
+def test_tokens_per_parameter_sets_fits_horizon_and_estimate_shows_the_same_steps(project):
+    """20 tokens per parameter would be minutes here; 0.05 gives ~15 steps of 8 x 64 tokens. The parameters are
+    counted independently of lit_pretrain: the distinct tensors of the checkpoint fit writes (tied ones once)."""
+    import math
+
+    import torch
+
+    result = run("fit", "--config", "tiny.yaml", "--data.tokens_per_parameter", "0.05", "--sample.enabled", "false",
+                 "--trainer.logger.init_args.name", "horizon", cwd=project)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = torch.load(project / "runs/horizon/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    distinct = {value.untyped_storage().data_ptr(): value.numel() for value in checkpoint["state_dict"].values()}
+    parameters = sum(distinct.values())
+    steps = math.ceil(0.05 * parameters / (8 * 64))
+    assert checkpoint["global_step"] == steps and steps != 40  # tiny.yaml's max_steps is replaced
+    notice = (
+        f"lit_pretrain: data.tokens_per_parameter 0.05 x {parameters:,} parameters = {0.05 * parameters:,.0f} tokens "
+        f"= {steps} steps of 512 tokens; replaces trainer.max_steps 40"
+    )
+    assert notice in result.stderr.splitlines()
+    out = estimate(project, "--data.tokens_per_parameter", "0.05")
+    assert out["parameters"] == parameters and out["steps"] == steps
+    assert out["tokens"] == pytest.approx(0.05 * parameters)
+    assert out["tokens_source"] == "data.tokens_per_parameter (0.05 per parameter)"
