@@ -377,7 +377,9 @@ def meta_model(module):
 
     with parameters_on_meta():
         return module.objective.auto_class.from_config(
-            module.model_config, attn_implementation=module.hparams.attn_implementation
+            module.model_config,
+            attn_implementation=module.hparams.attn_implementation,
+            trust_remote_code=module.hparams.get("trust_remote_code", False),
         )
 
 

@@ -170,11 +170,20 @@ def pretrained_directory(path: str) -> Path:
     return directory
 
 
-def load_pretrained_config(path: str, overrides: dict[str, Any] | None) -> PretrainedConfig:
-    """The architecture of a local model directory, with ``overrides`` (e.g. dropout) applied."""
+def load_pretrained_config(
+    path: str, overrides: dict[str, Any] | None, trust_remote_code: bool = False
+) -> PretrainedConfig:
+    """The architecture of a local model directory, with ``overrides`` (e.g. dropout) applied. A directory whose
+    config names its own Python code (``auto_map``) is refused unless ``trust_remote_code``: that code would run
+    in this process."""
     directory = pretrained_directory(path)
+    if not trust_remote_code and "auto_map" in json.loads((directory / "config.json").read_text() or "{}"):
+        raise ConfigError(
+            f"model.init_from '{path}' needs its own Python code (auto_map in config.json), which is not run unless "
+            "the config says so: review that code, then set --model.trust_remote_code true"
+        )
     try:
-        config = AutoConfig.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(str(directory), local_files_only=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
         raise ConfigError(f"model.init_from '{path}': config.json could not be read ({error})") from error
     overrides = dict(overrides or {})
@@ -200,8 +209,9 @@ def max_positions(config: PretrainedConfig) -> int | None:
 
 
 def supports(auto_class, config: PretrainedConfig) -> bool:
-    """Whether ``auto_class`` (e.g. ``AutoModelForMaskedLM``) has a model for this architecture."""
-    return type(config) in auto_class._model_mapping
+    """Whether ``auto_class`` (e.g. ``AutoModelForMaskedLM``) has a model for this architecture (built in, or
+    in the directory's own code, mapped by its config's ``auto_map``)."""
+    return type(config) in auto_class._model_mapping or auto_class.__name__ in (getattr(config, "auto_map", None) or {})
 
 
 def check_attention(attn_implementation: str) -> None:
@@ -222,6 +232,7 @@ def build_model(
     attn_implementation: str = "sdpa",
     init_from: str | None = None,
     *,
+    trust_remote_code: bool = False,
     device: torch.device | str | None = None,
     seed: int = 0,
     shard: Callable[[torch.nn.Module], None] | None = None,
@@ -247,7 +258,7 @@ def build_model(
         str(pretrained_directory(init_from)),
         config=config,
         local_files_only=True,
-        trust_remote_code=False,
+        trust_remote_code=trust_remote_code,
         attn_implementation=attn_implementation,
         dtype=torch.float32,
     )

@@ -82,6 +82,8 @@ class PretrainModule(L.LightningModule):
             what the objective and the sampler treat as special. None: end of text is id 0.
         init_from: Local Hugging Face model directory (``save_pretrained`` output) to continue pretraining from;
             its architecture, vocabulary and special ids must match the dataset's tokenizer.
+        trust_remote_code: Let an ``init_from`` directory whose config maps its own Python code (``auto_map``)
+            run that code; off by default, and such a directory is refused with one line.
         attn_implementation: ``sdpa`` (default), ``eager``, ``flash_attention_2`` (needs flash-attn and a GPU)
             or ``flex_attention``, passed to ``transformers``.
         gradient_checkpointing: Recompute each block's activations in backward instead of storing them (less memory,
@@ -115,6 +117,7 @@ class PretrainModule(L.LightningModule):
         mask_seed: int = 0,
         token_ids: dict[str, int] | None = None,
         init_from: str | None = None,
+        trust_remote_code: bool = False,
         attn_implementation: str = "sdpa",
         gradient_checkpointing: bool = False,
         compile: bool = False,
@@ -137,7 +140,7 @@ class PretrainModule(L.LightningModule):
         self.objective = build_objective(objective, self.token_ids, vocab_size, mask_seed, mlm_probability)
         check_attention(attn_implementation)
         if init_from is not None:
-            self.model_config = load_pretrained_config(init_from, config)
+            self.model_config = load_pretrained_config(init_from, config, trust_remote_code)
             self._check_pretrained_vocabulary(vocab_size)
             where = f"model.init_from={init_from}"
         else:
@@ -205,6 +208,7 @@ class PretrainModule(L.LightningModule):
                 self.objective.auto_class,
                 hp.attn_implementation,
                 hp.init_from,
+                trust_remote_code=hp.trust_remote_code,
                 device=device,
                 seed=seed,
                 shard=shard,

@@ -166,3 +166,49 @@ def test_init_from_that_disagrees_with_the_dataset_is_refused_naming_both(
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="has no config.json"):
         PretrainModule(init_from=str(tmp_path / "empty"))
+
+
+CUSTOM_CODE = """
+import os
+from pathlib import Path
+
+from transformers import GPT2Config, GPT2LMHeadModel
+
+Path(os.environ["LIT_PRETRAIN_CODE_RAN"]).write_text("ran")  # proof that this file was executed
+
+
+class TinyCustomConfig(GPT2Config):
+    model_type = "tiny-custom"
+
+
+class TinyCustomModel(GPT2LMHeadModel):
+    config_class = TinyCustomConfig
+"""
+
+
+def test_a_directory_with_its_own_code_is_refused_unless_the_config_trusts_it(tmp_path, monkeypatch):
+    import json
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    directory = tmp_path / "custom"
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=512, n_positions=64)).save_pretrained(
+        directory
+    )
+    config = json.loads((directory / "config.json").read_text())
+    config.update(model_type="tiny-custom", architectures=["TinyCustomModel"],
+                  auto_map={"AutoConfig": "custom.TinyCustomConfig", "AutoModelForCausalLM": "custom.TinyCustomModel"})  # fmt: skip
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "custom.py").write_text(CUSTOM_CODE)
+    marker = tmp_path / "code-ran"
+    monkeypatch.setenv("LIT_PRETRAIN_CODE_RAN", str(marker))
+    with pytest.raises(ConfigError, match=r"needs its own Python code .* set --model.trust_remote_code true"):
+        PretrainModule(init_from=str(directory), vocab_size=512, seq_len=32)
+    assert not marker.exists()  # refused before anything of it was imported
+    module = PretrainModule(init_from=str(directory), vocab_size=512, seq_len=32, trust_remote_code=True)
+    module.configure_model()
+    assert marker.read_text() == "ran" and type(module.model).__name__ == "TinyCustomModel"
+    reference = GPT2LMHeadModel.from_pretrained(directory, config=GPT2Config(**{**config, "model_type": "gpt2"}))
+    batch = torch.randint(0, 512, (1, 16))
+    with torch.no_grad():
+        assert torch.allclose(module.model.eval()(batch).logits, reference.eval()(batch).logits, atol=1e-5)
