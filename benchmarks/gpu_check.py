@@ -3,7 +3,9 @@
 * gpt2-small CLM, bf16-mixed, model.compile, 100 steps of 16 x 1024 tokens: single device, FSDP2 (1 GPU),
   DeepSpeed ZeRO-2 and ZeRO-3;
 * bert-base MLM, bf16-mixed, 100 steps of 32 x 512 tokens;
-* the GPU-only tests (16-mixed loss scaling, FP8, CUDA memory metrics) through pytest.
+* the GPU-only tests (16-mixed loss scaling, FP8, CUDA memory metrics) through pytest;
+* the ZeRO-2 / ZeRO-3 runs save ``last`` (Lightning's DeepSpeed checkpoint directory, written aside and swapped
+  in) and ``python -m lit_pretrain export`` turns it into a Hugging Face directory (column ``export``).
 
 MFU is the run's own ``train/mfu`` (the Throughput callback: ``flops_per_token`` over the device's dense peak).
 Each run's peak memory is printed beside ``python -m lit_pretrain estimate``'s prediction for the same config.
@@ -66,9 +68,11 @@ def run_one(name: str, base: list[str], strategy: str | None, out: Path, steps: 
         args += ["--config", f"configs/strategy/{strategy}.yaml", "--trainer.devices", "1"]
     if smoke:
         args += SMOKE["mlm" if "mlm" in name else "clm"]
+    deepspeed = bool(strategy and strategy.startswith("deepspeed"))
     args += [
         "--config", str(probe), "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
-        "--trainer.limit_val_batches", "5", "--checkpoint.every_n_train_steps", "0", "--checkpoint.save_last", "false",
+        "--trainer.limit_val_batches", "5", "--checkpoint.every_n_train_steps", "0",
+        "--checkpoint.save_last", "true" if deepspeed else "false",
         "--sample.enabled", "false", "--trainer.enable_progress_bar", "false", "--trainer.max_time", "null",
         "--trainer.logger.init_args.name", f"gpu_check/{name.replace(' ', '_')}",
     ]  # fmt: skip
@@ -100,6 +104,16 @@ def run_one(name: str, base: list[str], strategy: str | None, out: Path, steps: 
     if estimated.returncode == 0:
         figures = json.loads(estimated.stdout[estimated.stdout.index("{") :])
         extra["estimated_gib"] = round(figures["memory_per_gpu_gib"]["total"], 2)
+    if deepspeed:  # the DeepSpeed checkpoint directory Lightning wrote -> a Hugging Face model directory
+        run_dir = REPO / "runs" / "gpu_check" / name.replace(" ", "_")
+        target = out / f"hf-{name.replace(' ', '_')}"
+        subprocess.run(["rm", "-rf", str(target)], check=False)
+        exported = subprocess.run(
+            [sys.executable, "-m", "lit_pretrain", "export", str(run_dir), str(target)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        last = (exported.stderr.strip().splitlines() or ["ok"])[-1]
+        extra["export"] = "ok" if exported.returncode == 0 else f"failed: {last[:120]}"
     return {**mine[-1], **extra, "status": "ok", "seconds": seconds}
 
 
@@ -128,11 +142,15 @@ def main() -> None:
             cwd=REPO, capture_output=True, text=True, timeout=max(30, deadline - time.perf_counter() + 20),
         )  # fmt: skip
         rows.append({"name": "GPU-only tests", "status": tests.stdout.strip().splitlines()[-1]})
-    print("\n| run | status | steps | train/loss | tokens/s | MFU | peak GiB | estimated GiB | reserved GiB | s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| run | status | steps | train/loss | tokens/s | MFU | peak GiB | estimated GiB | reserved GiB | s | export |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     columns = ("name", "status", "steps", "train/loss", "tokens_per_s", "logged train/mfu", "peak_memory_gib")
     for row in rows:
-        cells = [row.get(k, "") for k in (*columns, "estimated_gib", "logged train/memory_reserved_gib", "seconds")]
+        cells = [
+            row.get(k, "") for k in (*columns, "estimated_gib", "logged train/memory_reserved_gib", "seconds", "export")
+        ]
         print("| " + " | ".join(str(c) for c in cells) + " |")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"\ndevice: {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")

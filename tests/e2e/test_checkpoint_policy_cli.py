@@ -19,6 +19,7 @@ def project(tmp_path_factory, stdlib_corpus) -> Path:
 
 def test_best_k_by_validation_loss_last_on_the_interval_and_export_on_end(project):
     result = run("fit", "--config", "tiny.yaml", "--trainer.max_steps", "30", "--trainer.val_check_interval", "5",
+                 "--trainer.limit_val_batches", "4",
                  "--checkpoint.every_n_train_steps", "20", "--checkpoint.monitor", "val/loss",
                  "--checkpoint.save_top_k", "2", "--checkpoint.filename", "{step}-{val/loss:.4f}",
                  "--checkpoint.export_on_end", "true", "--trainer.logger.init_args.name", "best",
