@@ -1,4 +1,4 @@
-"""Speed of the quality filters (data_prep/filters.py) and of the cleaning steps (data_prep/clean.py), one core.
+"""Speed of the quality filters (data_prep/quality/filters.py) and of the cleaning steps (data_prep/quality/clean.py), one core.
 
     python benchmarks/filters_speed.py [--mb 1.5] [--jsonl crawl.jsonl --text-field text]
 
@@ -22,9 +22,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from data_prep.clean import CleanConfig, clean_text
-from data_prep.filter_config import FILTER_ORDER, FilterConfig
-from data_prep.filters import LanguageIdentifier, QualityFilters
+from data_prep.quality.clean import CleanConfig, clean_text
+from data_prep.quality.filter_config import FILTER_ORDER, FilterConfig
+from data_prep.quality.filters import LanguageIdentifier, QualityFilters
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 HEADING_UNDERLINE = re.compile(r"\n[^\n]+\n[=*\-]{4,}\n")

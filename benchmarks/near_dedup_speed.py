@@ -14,7 +14,7 @@ Methods, all with word 5-gram shingles, 128 permutations, threshold 0.8, documen
                    ``MinHashLSH`` queried and inserted document by document, candidates verified with ``jaccard``
   datasketch-bulk  ``MinHash.bulk`` over each document's shingle bytes with an xxhash ``hashfunc``
                    (``xxh32_intdigest``), then the same LSH loop
-  ours             ``data_prep.near_dedup.signatures`` then ``NearDuplicateIndex.add_batch`` (batches of 1024)
+  ours             ``data_prep.dedup.minhash.signatures`` then ``NearDuplicateIndex.add_batch`` (batches of 1024)
 MB/s counts UTF-8 bytes of text. "per core" = single process; the parallel line (signatures_parallel over a
 few copies of the corpus, so that starting the spawned workers does not dominate) divides by the workers.
 
@@ -42,7 +42,7 @@ from datasketch import MinHash, MinHashLSH
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.near_dedup import (  # noqa: E402
+from data_prep.dedup.minhash import (  # noqa: E402
     NearDedupConfig,
     NearDuplicateIndex,
     lsh_params,

@@ -10,9 +10,9 @@ a Hugging Face directory). Each variant goes over the same batches of ``--batch-
 * ``raw encode_batch``: ``[e.ids for e in tokenizer.encode_batch(batch)]``, the minimum any caller has to do
   (encode, and turn each encoding's ids into a Python list);
 * ``raw encode_batch_fast``: the same with ``encode_batch_fast`` (no offsets), when this tokenizers has it;
-* ``tokenize+pack``: what the pipeline does per batch: ``data_prep.tokenizer.encode_documents`` (flat array
+* ``tokenize+pack``: what the pipeline does per batch: ``data_prep.tokens.tokenizer.encode_documents`` (flat array
   with end-of-text after each document, plus lengths), the UTF-8 byte count, and
-  ``data_prep.shards.ShardWriter.add`` writing ``.bin``/``.idx`` shards (with their SHA-256) to a temporary directory;
+  ``data_prep.tokens.shards.ShardWriter.add`` writing ``.bin``/``.idx`` shards (with their SHA-256) to a temporary directory;
 * ``lists+add_documents``: the previous packing path: per-document Python lists ``ids + [eot]`` handed to
   ``ShardWriter.add_documents`` (shown for comparison).
 
@@ -65,8 +65,8 @@ def main() -> None:
     os.environ["RAYON_NUM_THREADS"] = str(threads)
     import tokenizers
 
-    from data_prep.shards import ShardConfig, ShardWriter, dtype_for_vocab
-    from data_prep.tokenizer import (
+    from data_prep.tokens.shards import ShardConfig, ShardWriter, dtype_for_vocab
+    from data_prep.tokens.tokenizer import (
         TokenizerConfig,
         encode_documents,
         load_tokenizer,

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from data_prep.clean import CleanConfig
-from data_prep.dedup import DedupConfig
-from data_prep.filter_config import FilterConfig
+from data_prep.dedup.exact import DedupConfig
+from data_prep.quality.clean import CleanConfig
+from data_prep.quality.filter_config import FilterConfig
+from data_prep.read.sources import ReadConfig
 from data_prep.sections import build_section
-from data_prep.shards import ShardConfig
-from data_prep.sources import ReadConfig
 from data_prep.split import SplitConfig
-from data_prep.tokenizer import TokenizerConfig
+from data_prep.tokens.shards import ShardConfig
+from data_prep.tokens.tokenizer import TokenizerConfig
 
 
 @dataclass

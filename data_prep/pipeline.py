@@ -7,7 +7,7 @@
            ─► shards + duplicates.jsonl + report.json + manifest.json (written last)
 
 Work files live in ``<output_dir>/work/`` under names that carry the fingerprint of what decides their content
-(see :mod:`data_prep.cache`), so a re-run after a kill reuses every finished file and redoes the rest, and a
+(see :mod:`data_prep.workdir`), so a re-run after a kill reuses every finished file and redoes the rest, and a
 changed config key redoes only the stages that read it. The result is byte-identical to an uninterrupted run
 (``report.json`` aside: it records this run's timings).
 """
@@ -27,24 +27,31 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_prep.batching import batched
-from data_prep.cache import atomic_path, file_identity, fingerprint, read_json, write_json_atomic
 from data_prep.config import NON_SEMANTIC_KEYS, DataPrepConfig
-from data_prep.dedup import DuplicateFinder
+from data_prep.dedup.exact import DuplicateFinder
+from data_prep.dedup.minhash import SIGNATURE_FIELDS
 from data_prep.errors import DataPrepError
-from data_prep.near_dedup import SIGNATURE_FIELDS
 from data_prep.process import ParallelProcessor, ProcessedBatch
-from data_prep.readers import read_input
+from data_prep.read.readers import read_input
+from data_prep.read.sources import Document, Input, ReadStats, list_inputs
 from data_prep.report import Report
-from data_prep.shards import FORMAT_VERSION, MANIFEST_FILE, ShardWriter, dtype_for_vocab, read_manifest, sha256_file
-from data_prep.sources import Document, Input, ReadStats, list_inputs
 from data_prep.split import TRAIN, assign_split
-from data_prep.tokenizer import (
+from data_prep.tokens.shards import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    ShardWriter,
+    dtype_for_vocab,
+    read_manifest,
+    sha256_file,
+)
+from data_prep.tokens.tokenizer import (
     HF_TOKENIZER_DIR,
     TOKENIZER_FILE,
     encode_documents,
     end_of_text_id,
     load_or_train_tokenizer,
 )
+from data_prep.workdir import atomic_path, file_identity, fingerprint, read_json, write_json_atomic
 
 WORK_DIR = "work"
 DUPLICATES_FILE = "duplicates.jsonl"

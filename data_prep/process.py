@@ -15,12 +15,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from data_prep.clean import CleanConfig, clean_text
-from data_prep.dedup import text_digest
-from data_prep.filter_config import FilterConfig
-from data_prep.filters import QualityFilters
-from data_prep.near_dedup import NearDedupConfig, signatures
-from data_prep.sources import Document
+from data_prep.dedup.exact import text_digest
+from data_prep.dedup.minhash import NearDedupConfig, signatures
+from data_prep.quality.clean import CleanConfig, clean_text
+from data_prep.quality.filter_config import FilterConfig
+from data_prep.quality.filters import QualityFilters
+from data_prep.read.sources import Document
 
 # Filter name under which documents shorter than clean.min_chars are counted.
 TOO_SHORT = "min_chars"

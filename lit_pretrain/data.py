@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from data_prep.config import DataPrepConfig
 from data_prep.errors import DataPrepError
 from data_prep.pipeline import prepare
-from data_prep.shards import MANIFEST_FILE, read_manifest, read_tokens, shard_token_count
-from data_prep.tokenizer import load_tokenizer, planned_token_ids, role_token_ids
+from data_prep.tokens.shards import MANIFEST_FILE, read_manifest, read_tokens, shard_token_count
+from data_prep.tokens.tokenizer import load_tokenizer, planned_token_ids, role_token_ids
 from lit_pretrain.errors import ConfigError
 
 
@@ -393,7 +393,7 @@ class PretrainDataModule(L.LightningDataModule):
 
 
 def manifest_token_ids(directory: Path, manifest: dict) -> dict[str, int]:
-    """The special ids of a prepared dataset's tokenizer (see ``data_prep.tokenizer.role_token_ids``)."""
+    """The special ids of a prepared dataset's tokenizer (see ``data_prep.tokens.tokenizer.role_token_ids``)."""
     info = manifest["tokenizer"]
     tokenizer = load_tokenizer(Path(directory) / info["file"])
     return role_token_ids(tokenizer, info.get("roles", {}), manifest["end_of_text_id"])

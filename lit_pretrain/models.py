@@ -110,7 +110,7 @@ def _known_keys(model_type: str) -> set[str]:
 
 
 def config_token_ids(model_type: str, token_ids: dict[str, int]) -> dict[str, int]:
-    """The entries of ``token_ids`` (see ``data_prep.tokenizer.role_token_ids``) that a ``model_type`` config
+    """The entries of ``token_ids`` (see ``data_prep.tokens.tokenizer.role_token_ids``) that a ``model_type`` config
     holds. With no ``bos``/``eos`` role the end-of-text token (the document separator) is both."""
     known = _known_keys(model_type)
     eot = token_ids.get("end_of_text_id", 0)
@@ -301,7 +301,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 def check_same_vocabulary(init_from: str, tokenizer_path: str | Path) -> None:
     """When ``init_from`` holds a tokenizer, it must be the dataset's (same token for every id)."""
     from data_prep.errors import DataPrepError
-    from data_prep.tokenizer import HF_TOKENIZER_FILES, load_tokenizer
+    from data_prep.tokens.tokenizer import HF_TOKENIZER_FILES, load_tokenizer
 
     directory = pretrained_directory(init_from)
     if not any((directory / name).is_file() for name in HF_TOKENIZER_FILES):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from data_prep.tokenizer import load_tokenizer
+from data_prep.tokens.tokenizer import load_tokenizer
 
 MASK_PLACEHOLDER = "<mask>"
 

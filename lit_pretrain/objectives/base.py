@@ -30,7 +30,7 @@ class Objective:
 
     Args:
         token_ids: The dataset tokenizer's special ids (``end_of_text_id``, ``<role>_id``; see
-            ``data_prep.tokenizer.role_token_ids``).
+            ``data_prep.tokens.tokenizer.role_token_ids``).
         vocab_size: Token ids of the dataset are below this.
         seed: Seed of any randomness in the transform.
     """

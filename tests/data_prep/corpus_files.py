@@ -13,8 +13,8 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from data_prep.config import ReadConfig
-from data_prep.readers import read_input
-from data_prep.sources import (
+from data_prep.read.readers import read_input
+from data_prep.read.sources import (
     Document,
     ReadStats,
     list_inputs,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.clean import CleanConfig, clean_text, html_to_text
 from data_prep.errors import DataPrepError
+from data_prep.quality.clean import CleanConfig, clean_text, html_to_text
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

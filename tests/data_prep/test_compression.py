@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from data_prep import compression, readers, sources
 from data_prep.config import ReadConfig
 from data_prep.errors import DataPrepError
-from data_prep.readers import read_input
-from data_prep.sources import (
+from data_prep.read import compression, readers, sources
+from data_prep.read.readers import read_input
+from data_prep.read.sources import (
     ReadStats,
     input_for_path,
     list_inputs,

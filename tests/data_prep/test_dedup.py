@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.dedup import DedupConfig, DuplicateFinder, text_digest
-from data_prep.near_dedup import NearDedupConfig, signatures
-from data_prep.sources import Document
+from data_prep.dedup.exact import DedupConfig, DuplicateFinder, text_digest
+from data_prep.dedup.minhash import NearDedupConfig, signatures
+from data_prep.read.sources import Document
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

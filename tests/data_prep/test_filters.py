@@ -7,8 +7,8 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from data_prep.errors import DataPrepError
-from data_prep.filter_config import FILTER_ORDER, PROFILE_FILTERS, C4Config, FilterConfig, GopherQualityConfig
-from data_prep.filters import (
+from data_prep.quality.filter_config import FILTER_ORDER, PROFILE_FILTERS, C4Config, FilterConfig, GopherQualityConfig
+from data_prep.quality.filters import (
     QualityFilters,
     c4_rewrite,
     count_alphanumeric,

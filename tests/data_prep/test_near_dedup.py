@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from data_prep import near_dedup
-from data_prep.errors import DataPrepError
-from data_prep.near_dedup import (
+from data_prep.dedup import minhash as near_dedup
+from data_prep.dedup.minhash import (
     NearDedupConfig,
     NearDuplicateIndex,
     lsh_params,
@@ -23,6 +22,7 @@ from data_prep.near_dedup import (
     signatures,
     signatures_parallel,
 )
+from data_prep.errors import DataPrepError
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 # Sizeable modules present in every supported Python version.

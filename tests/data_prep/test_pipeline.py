@@ -13,9 +13,9 @@ from data_prep import pipeline
 from data_prep.config import DataPrepConfig
 from data_prep.errors import DataPrepError
 from data_prep.pipeline import prepare
-from data_prep.shards import MANIFEST_FILE, read_manifest, read_tokens
 from data_prep.split import SplitConfig
-from data_prep.tokenizer import load_tokenizer
+from data_prep.tokens.shards import MANIFEST_FILE, read_manifest, read_tokens
+from data_prep.tokens.tokenizer import load_tokenizer
 from tests.conftest import STDLIB, small_prep_config
 
 REPO = Path(__file__).resolve().parents[2]

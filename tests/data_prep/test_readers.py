@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_prep import compression, readers
 from data_prep.config import ReadConfig
 from data_prep.errors import DataPrepError
-from data_prep.readers import read_documents, read_input
-from data_prep.sources import (
+from data_prep.read import compression, readers
+from data_prep.read.readers import read_documents, read_input
+from data_prep.read.sources import (
     Input,
     ReadStats,
     expand_sources,

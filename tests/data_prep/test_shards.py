@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from data_prep.errors import DataPrepError
-from data_prep.shards import (
+from data_prep.tokens.shards import (
     MANIFEST_FILE,
     ShardWriter,
     dtype_for_vocab,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from data_prep import sources
 from data_prep.config import ReadConfig
 from data_prep.errors import DataPrepError
-from data_prep.sources import (
+from data_prep.read import sources
+from data_prep.read.sources import (
     Input,
     expand_sources,
     expand_variables,

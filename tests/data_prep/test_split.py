@@ -1,4 +1,4 @@
-from data_prep.dedup import text_digest
+from data_prep.dedup.exact import text_digest
 from data_prep.split import TEST, TRAIN, VAL, SplitConfig, assign_split
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_prep.errors import DataPrepError
-from data_prep.tokenizer import (
+from data_prep.tokens.tokenizer import (
     HF_TOKENIZER_DIR,
     INFO_FILE,
     MLM_SPECIAL_TOKENS,

@@ -65,8 +65,8 @@ def test_web_config_cleans_filters_and_deduplicates_a_crawl(tmp_path):
     assert audit[0]["kind"] == "near" and audit[0]["kept"]["source"].endswith("crawl.warc.gz")
     assert set(manifest["splits"]) == {"train", "val", "test"}
     # E-mails and URLs are masked, and no markup survives.
-    from data_prep.shards import read_tokens
-    from data_prep.tokenizer import load_tokenizer
+    from data_prep.tokens.shards import read_tokens
+    from data_prep.tokens.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(tmp_path / "out" / "tokenizer.json")
     text = "".join(

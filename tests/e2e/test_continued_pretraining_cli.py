@@ -10,7 +10,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from data_prep.shards import read_manifest
+from data_prep.tokens.shards import read_manifest
 from lit_pretrain.data import WindowDataset
 from lit_pretrain.models import build_config
 from tests.e2e.helpers import make_project, run

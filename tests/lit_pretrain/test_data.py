@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.shards import read_manifest, read_tokens
+from data_prep.tokens.shards import read_manifest, read_tokens
 from lit_pretrain.data import PretrainDataModule, ResumableDataLoader, ResumableWindowSampler, WindowDataset
 from lit_pretrain.errors import ConfigError
 
@@ -125,7 +125,7 @@ def test_datamodule_without_dataset_or_prepare_config_is_an_error(tmp_path):
 
 def test_special_ids_planned_before_preparation_equal_the_prepared_datasets(prepared_dataset, prepared_mlm_dataset):
     from data_prep.config import TokenizerConfig
-    from data_prep.tokenizer import planned_token_ids
+    from data_prep.tokens.tokenizer import planned_token_ids
     from lit_pretrain.data import manifest_token_ids
 
     for dataset, kind in ((prepared_dataset, "bpe"), (prepared_mlm_dataset, "mlm")):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
 
-from data_prep.shards import read_manifest
+from data_prep.tokens.shards import read_manifest
 from lit_pretrain.data import WindowDataset, manifest_token_ids
 from lit_pretrain.models import build_config, build_model
 from lit_pretrain.objectives import IGNORE_INDEX, MaskedLM, build_objective, clm_loss, mlm_loss

@@ -1,6 +1,6 @@
 """Configuration of the quality filters (stage 3): ``filters.profile`` plus one section per filter, every
 threshold a key ``filters.<filter>.<threshold>`` with its published default. The filters themselves are in
-:mod:`data_prep.filters`."""
+:mod:`data_prep.quality.filters`."""
 
 from __future__ import annotations
 

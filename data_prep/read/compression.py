@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from data_prep.errors import DataPrepError
 
 if TYPE_CHECKING:
-    from data_prep.sources import Input, ReadStats
+    from data_prep.read.sources import Input, ReadStats
 
 # Read-ahead of the line reader over a (decompressed) stream: large enough to amortise Python-level calls.
 STREAM_BUFFER_BYTES = 1 << 20

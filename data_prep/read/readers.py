@@ -1,4 +1,4 @@
-"""Stage 1, second half: one streaming reader per input kind (see :mod:`data_prep.sources` for the kinds,
+"""Stage 1, second half: one streaming reader per input kind (see :mod:`data_prep.read.sources` for the kinds,
 what a document and its ``position`` are, and how bad input is counted or reported)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from data_prep.compression import STREAM_BUFFER_BYTES, open_input, require_module
 from data_prep.errors import DataPrepError
-from data_prep.sources import HF_PREFIX, Document, Input, ReadConfig, ReadStats, input_for_path, is_saved_dataset
+from data_prep.read.compression import STREAM_BUFFER_BYTES, open_input, require_module
+from data_prep.read.sources import HF_PREFIX, Document, Input, ReadConfig, ReadStats, input_for_path, is_saved_dataset
 
 # A file whose first bytes contain NUL is binary (the same heuristic git and grep use).
 BINARY_SNIFF_BYTES = 8192

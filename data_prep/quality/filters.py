@@ -28,7 +28,7 @@ from itertools import compress
 from typing import Callable
 
 from data_prep.errors import DataPrepError
-from data_prep.filter_config import (
+from data_prep.quality.filter_config import (
     LENGTH_MIN_WORDS,
     AlphabeticFractionConfig,
     AlphanumericConfig,

@@ -1,7 +1,7 @@
 """Stage 3: duplicate removal, in one pass over the documents in pipeline order.
 
 First exact duplicates (same 16-byte BLAKE2b digest of the cleaned text), then near duplicates through the
-MinHash LSH index of :mod:`data_prep.near_dedup`. The first document of a duplicate cluster in pipeline order
+MinHash LSH index of :mod:`data_prep.dedup.minhash`. The first document of a duplicate cluster in pipeline order
 survives, so the result does not depend on timing or worker count. Every removal is written to the audit
 file ``duplicates.jsonl``: the removed document's source and position, the kept one it duplicated, and how.
 """
@@ -19,8 +19,8 @@ from typing import TextIO
 import numpy as np
 
 from data_prep.batching import batched
-from data_prep.near_dedup import NearDedupConfig, NearDuplicateIndex, signature_dtype
-from data_prep.sources import Document
+from data_prep.dedup.minhash import NearDedupConfig, NearDuplicateIndex, signature_dtype
+from data_prep.read.sources import Document
 
 # Documents looked up in the LSH index per call (the index's insertion session batches its writes).
 DEDUP_BATCH_DOCUMENTS = 1024

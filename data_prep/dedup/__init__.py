@@ -1,0 +1,1 @@
+"""Duplicate removal: exact (digest of the cleaned text) and near (MinHash signatures, LSH)."""

@@ -1,0 +1,1 @@
+"""Document quality: text cleaning and the quality filters with their configs."""

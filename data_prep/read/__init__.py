@@ -1,0 +1,1 @@
+"""Reading inputs: sources and their listing, readers per format, compressed streams."""

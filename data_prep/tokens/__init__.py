@@ -1,0 +1,1 @@
+"""Tokens: the tokenizer (trained or pretrained) and the shard format with its manifest."""
