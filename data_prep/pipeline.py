@@ -51,7 +51,15 @@ from data_prep.tokens.tokenizer import (
     end_of_text_id,
     load_or_train_tokenizer,
 )
-from data_prep.workdir import atomic_path, file_identity, fingerprint, read_json, write_json_atomic
+from data_prep.workdir import (
+    TMP_GLOB,
+    atomic_path,
+    file_identity,
+    fingerprint,
+    read_json,
+    tmp_sibling,
+    write_json_atomic,
+)
 
 WORK_DIR = "work"
 DUPLICATES_FILE = "duplicates.jsonl"
@@ -387,7 +395,7 @@ class _SplitPartWriters:
 
     def __enter__(self) -> "_SplitPartWriters":
         for split, (tokens_path, lengths_path) in self.paths.items():
-            self.handles[split] = (open(_tmp(tokens_path), "wb"), open(_tmp(lengths_path), "wb"))
+            self.handles[split] = (open(tmp_sibling(tokens_path), "wb"), open(tmp_sibling(lengths_path), "wb"))
         return self
 
     def write_batch(self, batch: list, tokens: np.ndarray, lengths: np.ndarray) -> None:
@@ -410,19 +418,15 @@ class _SplitPartWriters:
             lengths_handle.close()
         for path in (p for pair in self.paths.values() for p in pair):
             if exc_type is None:
-                os.replace(_tmp(path), path)
+                os.replace(tmp_sibling(path), path)
             else:
-                _tmp(path).unlink(missing_ok=True)
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+                tmp_sibling(path).unlink(missing_ok=True)
 
 
 def _pack(parts: dict, inputs: list[Input], splits, dtype, tokens_dir: Path, output: Path, config) -> dict:
     """Shards stage: concatenate the per-input token parts in pipeline order into the final shards, a bounded
     number of documents at a time (memory does not grow with the size of an input)."""
-    for stale in [*output.glob("*.bin"), *output.glob("*.idx"), *output.glob("*.tmp-*")]:
+    for stale in [*output.glob("*.bin"), *output.glob("*.idx"), *output.glob(TMP_GLOB)]:
         stale.unlink()
     split_info = {}
     itemsize = np.dtype(dtype).itemsize

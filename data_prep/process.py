@@ -34,7 +34,6 @@ class ProcessedBatch:
     digests: list[bytes] = field(default_factory=list)
     signatures: np.ndarray | None = None  # (len(documents), num_perm) or None when near dedup is off
     removed: Counter = field(default_factory=Counter)  # filter name -> documents removed
-    bytes_in: int = 0
 
 
 class DocumentProcessor:
@@ -47,7 +46,6 @@ class DocumentProcessor:
     def __call__(self, batch: list[Document]) -> ProcessedBatch:
         result = ProcessedBatch()
         for document in batch:
-            result.bytes_in += len(document.text.encode("utf-8", errors="surrogatepass"))
             text = clean_text(document.text, self.clean)
             if len(text) < self.clean.min_chars:
                 result.removed[TOO_SHORT] += 1

@@ -32,11 +32,20 @@ def file_identity(path: Path) -> list:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
+TMP_GLOB = "*.tmp-*"  # what a killed run can leave behind: ignored, overwritten or removed by the next
+
+
+def tmp_sibling(path: Path) -> Path:
+    """The one name a file (or directory) is written under before it is renamed onto ``path``: beside it (so
+    the rename is atomic, on the same filesystem) and per process (two writers never share one)."""
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling path to write; rename it onto ``path`` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp = tmp_sibling(path)
     try:
         yield tmp
         os.replace(tmp, path)

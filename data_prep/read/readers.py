@@ -12,7 +12,7 @@ from pathlib import Path
 
 from data_prep.errors import DataPrepError
 from data_prep.read.compression import STREAM_BUFFER_BYTES, open_input, require_module
-from data_prep.read.sources import HF_PREFIX, Document, Input, ReadConfig, ReadStats, input_for_path, is_saved_dataset
+from data_prep.read.sources import HF_PREFIX, Document, Input, ReadConfig, ReadStats, is_saved_dataset
 
 # A file whose first bytes contain NUL is binary (the same heuristic git and grep use).
 BINARY_SNIFF_BYTES = 8192
@@ -424,9 +424,3 @@ def html_to_text(html: bytes, read: ReadConfig, charset: str | None = None) -> s
         main_content=read.html_main_content,
         preserve_formatting=read.html_preserve_formatting,
     )
-
-
-def read_documents(files: list[Path], read: ReadConfig, stats: ReadStats) -> Iterator[Document]:
-    """Yield the documents of ``files`` (as :func:`expand_sources` returns them) in order."""
-    for path in files:
-        yield from read_input(input_for_path(Path(path)), read, stats)

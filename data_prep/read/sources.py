@@ -289,9 +289,3 @@ def _input_id(key: str) -> str:
     name = key.rstrip("/").rsplit("/", 1)[-1]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:40] or "input"
     return f"{slug}-{hashlib.sha256(key.encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"
-
-
-# -- the file-list interface kept for existing callers --------------------------------------------------------------
-def expand_sources(sources: list[str], read: ReadConfig) -> list[Path]:
-    """The paths of :func:`list_inputs` (``Path("hf:NAME")`` for a hub dataset)."""
-    return [Path(item.path) for item in list_inputs(sources, read)]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.errors import DataPrepError
+from data_prep.workdir import tmp_sibling
 
 
 @dataclass
@@ -70,7 +71,7 @@ class ShardWriter:
         self._shard_tokens = 0
 
     def _tmp(self, name: str) -> Path:
-        return self.directory / f"{name}.tmp-{os.getpid()}"
+        return tmp_sibling(self.directory / name)
 
     def _open_next(self) -> None:
         self._close_current()

@@ -51,6 +51,7 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from data_prep.errors import DataPrepError
+from data_prep.workdir import tmp_sibling
 
 
 @dataclass
@@ -310,7 +311,7 @@ def load_or_train_tokenizer(
 
 def _build(config: TokenizerConfig, directory: Path, training_texts, show_progress: bool) -> None:
     """Write the stage's files under a temporary name and rename the directory when complete."""
-    tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
+    tmp = tmp_sibling(directory)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:

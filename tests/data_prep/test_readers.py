@@ -13,15 +13,20 @@ import pytest
 from data_prep.config import ReadConfig
 from data_prep.errors import DataPrepError
 from data_prep.read import compression, readers
-from data_prep.read.readers import read_documents, read_input
+from data_prep.read.readers import read_input
 from data_prep.read.sources import (
     Input,
     ReadStats,
-    expand_sources,
     input_for_path,
     list_inputs,
 )
 from tests.data_prep.corpus_files import jsonl, read_all, save_dataset, write, write_warc
+
+
+def read_documents(files: list[Path], read: ReadConfig, stats: ReadStats):
+    """The documents of these files in order, each read as the pipeline reads its input."""
+    for path in files:
+        yield from read_input(input_for_path(Path(path)), read, stats)
 
 
 def test_jsonl_documents_carry_source_and_line(tmp_path):
@@ -287,7 +292,7 @@ def test_read_documents_is_list_inputs_and_read_input_in_order(tmp_path):
     write(tmp_path / "b.jsonl.gz", gzip.compress(jsonl(["b1", "b2"]).encode()))
     read = ReadConfig()
     stats = ReadStats()
-    documents = list(read_documents(expand_sources([str(tmp_path)], read), read, stats))
+    documents = list(read_documents([Path(i.path) for i in list_inputs([str(tmp_path)], read)], read, stats))
     assert [(d.text, d.position) for d in documents] == [("a", 0), ("b1", 1), ("b2", 2)]
     assert stats.files == 2 and stats.documents == 3
 

@@ -13,11 +13,15 @@ from data_prep.errors import DataPrepError
 from data_prep.read import sources
 from data_prep.read.sources import (
     Input,
-    expand_sources,
     expand_variables,
     list_inputs,
 )
 from tests.data_prep.corpus_files import jsonl, read_all, write
+
+
+def expand_sources(sources: list[str], read: ReadConfig) -> list[Path]:
+    """The paths of what ``list_inputs`` finds (``Path("hf:NAME")`` for a hub dataset)."""
+    return [Path(item.path) for item in list_inputs(sources, read)]
 
 
 def test_directory_source_applies_include_and_exclude(tmp_path):
