@@ -26,8 +26,8 @@ MinHash values (datasketch 2.0 scheme ``affine32`` by default, recorded in :attr
     shingle and builds one unbounded ``(shingles, num_perm)`` array per document.
 
 Index
-    :class:`NearDuplicateIndex` wraps ``MinHashLSH`` (in memory by default; ``storage_config`` is passed through,
-    e.g. datasketch's Redis storage). Documents arrive in pipeline order; a document whose LSH candidates include
+    :class:`NearDuplicateIndex` wraps an in-memory ``MinHashLSH`` (datasketch's Redis storage is not offered:
+    its users report ~160 inserts/s, datasketch #127, #168). Documents arrive in pipeline order; a document whose LSH candidates include
     an already kept document with signature-estimated Jaccard ``>= threshold`` is a duplicate of the earliest
     such one, otherwise it is kept and inserted with ``LeanMinHash`` objects through an insertion session. The
     LSH bands/rows are chosen so that a pair exactly at the threshold becomes a candidate with probability
@@ -385,26 +385,18 @@ def lsh_params(config: NearDedupConfig) -> tuple[int, int]:
 
 
 class NearDuplicateIndex:
-    """Kept documents' MinHash signatures in a datasketch ``MinHashLSH``; decides duplicates in pipeline order.
-
-    ``storage_config`` (and ``prepickle``) go to ``MinHashLSH`` unchanged, e.g. datasketch's Redis storage; the
-    kept documents' keys and signatures (used to verify LSH candidates) stay in this process either way.
-    """
+    """Kept documents' MinHash signatures in an in-memory datasketch ``MinHashLSH``; decides duplicates in
+    pipeline order. The kept documents' keys and signatures verify LSH candidates."""
 
     def __init__(
         self,
         config: NearDedupConfig,
-        storage_config: dict | None = None,
-        prepickle: bool | None = None,
         insertion_buffer: int = 50_000,
     ) -> None:
         self.config = config
         self.bands, self.rows = lsh_params(config)
         self._lsh_args = {"num_perm": config.num_perm, "params": (self.bands, self.rows)}
-        self.lsh = MinHashLSH(**self._lsh_args, storage_config=storage_config, prepickle=prepickle)
-        # Inserts of an insertion session on external storage become visible to queries only when the session
-        # closes; such an index gets a small in-memory LSH of the current batch's kept documents as well.
-        self._buffered = bool(storage_config) and storage_config.get("type", "dict") != "dict"
+        self.lsh = MinHashLSH(**self._lsh_args)
         self.insertion_buffer = insertion_buffer
         permutations = _permutations(config.num_perm, config.seed, config.scheme)
         self._dtype, self._empty = permutations.dtype, permutations.empty
@@ -423,7 +415,6 @@ class NearDuplicateIndex:
         without shingles (all-empty signature) is never a duplicate and is not indexed."""
         sigs = self._check_signatures(sigs, len(keys))
         verdicts: list[str | None] = []
-        batch_lsh = MinHashLSH(**self._lsh_args) if self._buffered else None
         with self.lsh.insertion_session(buffer_size=self.insertion_buffer) as session:
             for key, row in zip(keys, sigs):
                 if not (row != self._empty).any():
@@ -431,16 +422,12 @@ class NearDuplicateIndex:
                     continue
                 minhash = LeanMinHash(seed=self.config.seed, hashvalues=row, scheme=self.config.scheme)
                 candidates = self.lsh.query(minhash)
-                if batch_lsh is not None:
-                    candidates.extend(batch_lsh.query(minhash))
                 original = self._earliest_match(candidates, row)
                 if original is not None:
                     verdicts.append(self._keys[original])
                     continue
                 ordinal = len(self._keys)
                 session.insert(ordinal, minhash, check_duplication=False)
-                if batch_lsh is not None:
-                    batch_lsh.insert(ordinal, minhash, check_duplication=False)
                 self._store(ordinal, row)
                 self._keys.append(key)
                 verdicts.append(None)
@@ -477,11 +464,9 @@ class NearDuplicateIndex:
         matches = ordinals[estimates >= self.config.threshold]
         return int(matches[0]) if matches.size else None
 
-    def memory_bytes(self) -> int | None:
+    def memory_bytes(self) -> int:
         """Bytes held by the index (the LSH's dicts, sets, band keys and the kept signatures and keys), found by
-        walking its objects: O(index size), meant for a report at the end. None for external storage."""
-        if self._buffered or not hasattr(self.lsh.keys, "_dict"):
-            return None
+        walking its objects: O(index size), meant for a report at the end."""
         size = sys.getsizeof
         total = size(self._keys) + sum(size(k) for k in self._keys)
         total += sum(block.nbytes for block in self._signature_blocks)
@@ -504,4 +489,4 @@ class NearDuplicateIndex:
     def bytes_per_document(self) -> float | None:
         """:meth:`memory_bytes` per kept document."""
         total = self.memory_bytes()
-        return None if total is None or not self._keys else total / len(self._keys)
+        return None if not self._keys else total / len(self._keys)
