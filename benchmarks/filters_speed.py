@@ -24,7 +24,8 @@ from pathlib import Path
 
 from data_prep.quality.clean import CleanConfig, clean_text
 from data_prep.quality.filter_config import FILTER_ORDER, FilterConfig
-from data_prep.quality.filters import LanguageIdentifier, QualityFilters
+from data_prep.quality.filters import QualityFilters
+from data_prep.quality.language import LanguageIdentifier
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 HEADING_UNDERLINE = re.compile(r"\n[^\n]+\n[=*\-]{4,}\n")

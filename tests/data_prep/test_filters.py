@@ -7,14 +7,11 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from data_prep.errors import DataPrepError
-from data_prep.quality.filter_config import FILTER_ORDER, PROFILE_FILTERS, C4Config, FilterConfig, GopherQualityConfig
-from data_prep.quality.filters import (
-    QualityFilters,
-    c4_rewrite,
-    count_alphanumeric,
-    count_letters,
-    ngram_repetition,
-)
+from data_prep.quality.c4 import C4Config, c4_rewrite
+from data_prep.quality.filter_config import FILTER_ORDER, PROFILE_FILTERS, FilterConfig
+from data_prep.quality.filters import QualityFilters
+from data_prep.quality.gopher import GopherQualityConfig, ngram_repetition
+from data_prep.quality.stats import count_alphanumeric, count_letters
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -490,3 +487,23 @@ def test_every_threshold_is_a_yaml_key():
     assert config.language.languages == ["de"] and config.c4.min_words_per_line == 3
     assert "c4" not in QualityFilters(config).names
     assert removed_by(GERMAN, "gopher_quality", stop_words=["und", "der"]) is None
+
+
+def test_the_registry_is_the_one_list_of_filters_and_refuses_a_clash():
+    from dataclasses import dataclass, fields
+
+    from data_prep.quality.registry import REGISTRY, in_run_order, register
+
+    names = [spec.name for spec in in_run_order()]
+    assert tuple(names) == FILTER_ORDER and [f.name for f in fields(FilterConfig)] == ["profile", *names]
+    assert all(isinstance(getattr(FilterConfig(), name), REGISTRY[name].config) for name in names)
+
+    @dataclass
+    class Extra:
+        enabled: bool = True
+
+    with pytest.raises(ValueError, match="'length' is registered twice"):
+        register("length", Extra, order=1, profiles=())(lambda section: None)
+    with pytest.raises(ValueError, match=r"unknown profiles \['prose'\]"):
+        register("extra", Extra, order=1, profiles=("prose",))(lambda section: None)
+    assert "extra" not in REGISTRY
