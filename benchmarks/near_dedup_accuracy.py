@@ -13,7 +13,7 @@ The corpus (built here, deterministic for a seed):
 Everything is shuffled, so a copy often precedes its original.
 
 Ground truth, per threshold t: documents in order; one is removed iff its exact Jaccard similarity (Python sets
-of the shingle strings, ``near_dedup.shingle_strings``) with a document kept before it is >= t, the rule the
+of the shingle strings, ``shingle_strings``) with any document before it (kept or not) is >= t, the rule the
 stage implements with estimates. Candidate pairs come from an exact prefix filter (a pair with J >= t must share
 a token among the rarest |x| - ceil(t|x|) + 1 of each set); the script checks it against all pairs on a sample.
 Prediction: ``signatures`` + ``NearDuplicateIndex.add_batch`` (batches of 1024) in the same order.
@@ -163,13 +163,13 @@ def build_corpus(args) -> list[Doc]:
 
 # -- ground truth -----------------------------------------------------------------------------------------
 def true_removals(sets: list[frozenset], threshold: float) -> list[bool]:
-    """Greedy in order with exact Jaccard: removed iff J >= threshold with an earlier kept document."""
+    """Exact Jaccard: removed iff J >= threshold with any earlier document (kept or not): the stage's rule."""
     frequency: dict = defaultdict(int)
     for s in sets:
         for token in s:
             frequency[token] += 1
     rank = {token: (f, i) for i, (token, f) in enumerate(frequency.items())}
-    index: dict = defaultdict(list)  # prefix token -> kept documents
+    index: dict = defaultdict(list)  # prefix token -> earlier documents
     removed = []
     for i, s in enumerate(sets):
         ordered = sorted(s, key=rank.__getitem__)
@@ -184,19 +184,15 @@ def true_removals(sets: list[frozenset], threshold: float) -> list[bool]:
                     duplicate = True
                     break
         removed.append(duplicate)
-        if not duplicate:
-            for token in prefix:
-                index[token].append(i)
+        for token in prefix:
+            index[token].append(i)
     return removed
 
 
 def brute_force_removals(sets: list[frozenset], threshold: float) -> list[bool]:
-    kept, removed = [], []
-    for s in sets:
-        duplicate = any(len(s & k) / len(s | k) >= threshold for k in kept)
-        removed.append(duplicate)
-        if not duplicate:
-            kept.append(s)
+    removed = []
+    for i, s in enumerate(sets):
+        removed.append(any(len(s & k) / len(s | k) >= threshold for k in sets[:i]))
     return removed
 
 
@@ -288,11 +284,10 @@ def main() -> None:
         f"(both >= 0.95: {verdict})"
     )
     # How close to the threshold are the mistakes? The exact Jaccard of each misjudged document with the
-    # documents the ground truth kept before it (the most similar one).
-    kept = [i for i, removed in enumerate(truth) if not removed]
+    # documents before it (the most similar one).
     distances = []
     for i in (i for i in range(len(docs)) if truth[i] != predicted[i]):
-        earlier = [sets[j] for j in kept if j < i]
+        earlier = sets[:i]
         best = max((len(sets[i] & k) / len(sets[i] | k) for k in earlier), default=0.0)
         distances.append(abs(best - config.threshold))
     if distances:

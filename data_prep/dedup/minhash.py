@@ -27,9 +27,10 @@ MinHash values (datasketch 2.0 scheme ``affine32`` by default, recorded in :attr
 
 Index
     :class:`NearDuplicateIndex` wraps an in-memory ``MinHashLSH`` (datasketch's Redis storage is not offered:
-    its users report ~160 inserts/s, datasketch #127, #168). Documents arrive in pipeline order; a document whose LSH candidates include
-    an already kept document with signature-estimated Jaccard ``>= threshold`` is a duplicate of the earliest
-    such one, otherwise it is kept and inserted with ``LeanMinHash`` objects through an insertion session. The
+    its users report ~160 inserts/s, datasketch #127, #168). Documents arrive in pipeline order (their stable
+    ids); a document whose LSH candidates include an earlier document (kept or not) with signature-estimated
+    Jaccard ``>= threshold`` is a duplicate of the earliest such one. Every document is inserted, with
+    ``LeanMinHash`` objects through an insertion session, so the rule does not depend on order of work. The
     LSH bands/rows are chosen so that a pair exactly at the threshold becomes a candidate with probability
     ``>= CANDIDATE_RECALL`` (datasketch's default optimiser weighs false positives and negatives equally and
     misses ~60 % of pairs at J = 0.8 with 128 permutations): candidates are verified on the full signature, so
@@ -38,7 +39,7 @@ Index
 Memory
     Signatures are computed per block of ``BLOCK_ROWS`` shingles and texts are shingled in whitespace-aligned
     pieces of about ``SEGMENT_CHARS`` characters, so the signature stage's memory is bounded by those constants
-    (plus the text itself). The index grows with the number of kept documents: ``benchmarks/near_dedup_speed.py``
+    (plus the text itself). The index grows with the number of documents that reach it: ``benchmarks/near_dedup_speed.py``
     measures its bytes per document (tracemalloc) next to :meth:`NearDuplicateIndex.memory_bytes`.
 """
 
@@ -95,8 +96,8 @@ class NearDedupConfig:
     """MinHash permutations: more estimate Jaccard more precisely (standard error sqrt(J(1-J)/num_perm))
     and cost proportionally more time and memory."""
     threshold: float = 0.8
-    """A document whose estimated Jaccard similarity with an earlier kept document is at or above this is a
-    near-duplicate of it and is removed."""
+    """A document whose estimated Jaccard similarity with any earlier document (kept or not) is at or above this
+    is a near-duplicate of it and is removed."""
     lowercase: bool = True
     """Lowercase the text before shingling."""
     seed: int = 1
@@ -385,8 +386,8 @@ def lsh_params(config: NearDedupConfig) -> tuple[int, int]:
 
 
 class NearDuplicateIndex:
-    """Kept documents' MinHash signatures in an in-memory datasketch ``MinHashLSH``; decides duplicates in
-    pipeline order. The kept documents' keys and signatures verify LSH candidates."""
+    """Documents' MinHash signatures in an in-memory datasketch ``MinHashLSH``; decides duplicates by stable id
+    (pipeline order). The indexed documents' keys and signatures verify LSH candidates."""
 
     def __init__(
         self,
@@ -404,15 +405,17 @@ class NearDuplicateIndex:
         self._signature_blocks: list[np.ndarray] = []
 
     def __len__(self) -> int:
-        """Number of kept (indexed) documents."""
+        """Number of indexed documents (every one with shingles, duplicates included)."""
         return len(self._keys)
 
     def add_batch(self, keys: Sequence[str], sigs: np.ndarray) -> list[str | None]:
-        """Process documents in the given (global, deterministic) order. For each: if it duplicates an
-        already kept document (an LSH candidate whose signature-estimated Jaccard is >= threshold), return that
-        kept document's key (the earliest kept one if several); otherwise insert it (through an insertion
-        session) and return None. Documents of a batch see the earlier ones of the same batch. A document
-        without shingles (all-empty signature) is never a duplicate and is not indexed."""
+        """Process documents in the given (global, deterministic) order, their stable ids. For each: if any
+        *earlier* document (kept or itself a duplicate) is an LSH candidate whose signature-estimated Jaccard is
+        >= threshold, return the earliest such document's key, else None; either way insert it (through an
+        insertion session). The verdict depends only on which earlier documents match, not on what happened to
+        them, so any engine that compares each document with all smaller ids reaches the same one. Documents of a
+        batch see the earlier ones of the same batch. A document without shingles (all-empty signature) is never
+        a duplicate and is not indexed."""
         sigs = self._check_signatures(sigs, len(keys))
         verdicts: list[str | None] = []
         with self.lsh.insertion_session(buffer_size=self.insertion_buffer) as session:
@@ -421,16 +424,12 @@ class NearDuplicateIndex:
                     verdicts.append(None)
                     continue
                 minhash = LeanMinHash(seed=self.config.seed, hashvalues=row, scheme=self.config.scheme)
-                candidates = self.lsh.query(minhash)
-                original = self._earliest_match(candidates, row)
-                if original is not None:
-                    verdicts.append(self._keys[original])
-                    continue
+                original = self._earliest_match(self.lsh.query(minhash), row)
+                verdicts.append(None if original is None else self._keys[original])
                 ordinal = len(self._keys)
                 session.insert(ordinal, minhash, check_duplication=False)
                 self._store(ordinal, row)
                 self._keys.append(key)
-                verdicts.append(None)
         return verdicts
 
     def _check_signatures(self, sigs: np.ndarray, count: int) -> np.ndarray:
@@ -487,6 +486,6 @@ class NearDuplicateIndex:
         return total
 
     def bytes_per_document(self) -> float | None:
-        """:meth:`memory_bytes` per kept document."""
+        """:meth:`memory_bytes` per indexed document."""
         total = self.memory_bytes()
         return None if not self._keys else total / len(self._keys)

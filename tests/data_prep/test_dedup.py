@@ -57,3 +57,22 @@ def test_digest_is_16_bytes_and_text_sensitive():
     assert len(text_digest("x")) == 16
     assert text_digest("x") != text_digest("x ")
     assert np.frombuffer(text_digest("é"), dtype=np.uint8).size == 16
+
+
+def test_a_chain_removes_every_link_and_the_audit_names_partner_and_survivor(tmp_path):
+    """x -> y -> z (near, J(x, z) below the threshold), then an exact copy of z: each is removed for a smaller
+    id it matches, whatever became of that one; ``duplicate_of`` is that partner, ``kept`` the survivor."""
+    from tests.data_prep.test_near_dedup import change_words, exact_jaccard, stdlib_text
+
+    near = NearDedupConfig(threshold=0.74, num_perm=512)
+    x = stdlib_text("inspect.py")
+    y = change_words(x, 50, tag="y")
+    z = change_words(y, 50, offset=25, tag="z")
+    assert exact_jaccard(x, z, near) < 0.68  # z matches y only
+    keep, audit, counts = run_finder([x, y, z, z], DedupConfig(near=near), tmp_path)
+    assert keep == [True, False, False, False] and counts["exact"] == 1 and counts["near"] == 2
+    assert [(r["removed"]["source"], r["duplicate_of"]["source"], r["kept"]["source"], r["kind"]) for r in audit] == [
+        ("doc1.txt", "doc0.txt", "doc0.txt", "near"),
+        ("doc2.txt", "doc1.txt", "doc0.txt", "near"),
+        ("doc3.txt", "doc2.txt", "doc0.txt", "exact"),
+    ]
