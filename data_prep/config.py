@@ -8,8 +8,10 @@ module composes them into :class:`DataPrepConfig`, which is what ``python -m dat
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from data_prep.dedup.exact import DedupConfig
+from data_prep.engines import RayConfig
 from data_prep.quality.clean import CleanConfig
 from data_prep.quality.filter_config import FilterConfig
 from data_prep.read.sources import ReadConfig
@@ -30,6 +32,9 @@ class DataPrepConfig:
     """Where ``manifest.json``, ``tokenizer.json`` and the shards are written."""
     num_workers: int = 0
     """Worker processes for reading, cleaning, filtering and MinHash; 0 means one per CPU core."""
+    engine: Literal["local", "ray"] = "local"
+    """Where the documents stage runs: ``local`` (this machine's processes) or ``ray`` (Ray tasks; ``ray.*``)."""
+    ray: RayConfig = field(default_factory=RayConfig)
     read: ReadConfig = field(default_factory=ReadConfig)
     clean: CleanConfig = field(default_factory=CleanConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
@@ -48,4 +53,4 @@ class DataPrepConfig:
 
 
 # Keys that change where or how fast output is written, never what is written.
-NON_SEMANTIC_KEYS = ("output_dir", "num_workers")
+NON_SEMANTIC_KEYS = ("output_dir", "num_workers", "engine", "ray")

@@ -20,6 +20,7 @@ import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict
+from functools import partial
 from itertools import chain, islice
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from data_prep.batching import batched
 from data_prep.config import NON_SEMANTIC_KEYS, DataPrepConfig
 from data_prep.dedup.exact import DuplicateFinder
 from data_prep.dedup.minhash import SIGNATURE_FIELDS
+from data_prep.engines import make_engine
 from data_prep.errors import DataPrepError
 from data_prep.process import ParallelProcessor, ProcessedBatch
 from data_prep.read.readers import read_input
@@ -263,20 +265,30 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
 
 
 def _process_inputs(config, inputs, directory, per_input_fp, report, show: bool) -> None:
-    """Documents stage: each unfinished input is streamed through the worker pool into its work files."""
+    """Documents stage: each unfinished input goes through the engine (local pool or Ray tasks) into its work
+    files."""
     todo = [item for item in inputs if not DocumentsFile(directory, item.id, per_input_fp[item.id]).done()]
     processor_args = (config.clean, config.filters, config.dedup.near, config.dedup.near.enabled)
+    engine = make_engine(config.engine, config.ray, resolve_workers(config.num_workers), directory) if todo else None
     progress = tqdm(
         total=len(inputs), initial=len(inputs) - len(todo), desc="read+clean+filter", unit="input", disable=not show
     )
-    with ParallelProcessor(resolve_workers(config.num_workers) if todo else 0, *processor_args) as pool:
-        for item in todo:
-            _process_one_input(config, item, DocumentsFile(directory, item.id, per_input_fp[item.id]), pool)
-            progress.update()
+    if engine is not None:
+        try:
+            job = partial(process_input, config, directory, per_input_fp)
+            engine.run_inputs(job, todo, processor_args, progress.update)
+        finally:
+            engine.close()
     progress.close()
     for item in inputs:
         stats = read_json(DocumentsFile(directory, item.id, per_input_fp[item.id]).stats)
         report.add_read(stats["read"], stats["removed"], stats["kept"], stats["kept_bytes"])
+
+
+def process_input(config: DataPrepConfig, directory: Path, per_input_fp: dict, item: Input, pool) -> None:
+    """The documents stage of one input, as every engine runs it: read, then clean, filter and hash through
+    ``pool``, into the input's work files (renamed into place when complete)."""
+    _process_one_input(config, item, DocumentsFile(directory, item.id, per_input_fp[item.id]), pool)
 
 
 def _process_one_input(config: DataPrepConfig, item: Input, files: DocumentsFile, pool: ParallelProcessor) -> None:

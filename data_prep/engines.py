@@ -1,0 +1,167 @@
+"""Where the per-input work of the documents stage runs: ``--engine local`` (default: this process, documents
+fanned out to a local process pool) or ``--engine ray`` (Ray tasks over groups of inputs, on this machine or a
+running Ray cluster).
+
+Both call the same per-input function (:func:`data_prep.pipeline.process_input`) and write the same work files
+through the same atomic renames, so their outputs are byte-identical and a driver killed mid-run reuses what
+either finished. A Ray task whose worker dies is retried by Ray (``max_retries``): its partial files carry the
+dead process's id and are never renamed into place. On a cluster, ``output_dir`` must be on storage every node
+sees (a shared filesystem); a worker that cannot write there fails the run with one line naming the node and
+the directory.
+
+Deduplication, tokenizer training and shard packing run in the driver here.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_prep.errors import DataPrepError
+
+# Inputs per Ray task: enough that task overhead (milliseconds) and the filters' set-up are amortised over
+# many small files, few enough that a retried task redoes little.
+RAY_INPUTS_PER_TASK = 32
+
+
+@dataclass
+class RayConfig:
+    """The Ray engine (``--engine ray``)."""
+
+    address: str | None = None
+    """``null``: start a local Ray on this machine; ``auto`` or ``ray://host:port``: join that running cluster."""
+    num_workers: int = 0
+    """Parallel tasks at most; 0: the cluster's CPUs."""
+
+
+def require_ray():
+    try:
+        import ray
+    except ImportError:
+        raise DataPrepError("--engine ray needs Ray: pip install -e '.[ray]' (or pip install 'ray[default]')") from None
+    return ray
+
+
+class LocalEngine:
+    """This process reads each input in turn; a pool of ``workers`` processes cleans, filters and hashes."""
+
+    name = "local"
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def run_inputs(self, job: Callable[..., None], items: list, processor_args: tuple, advance: Callable) -> None:
+        from data_prep.process import ParallelProcessor
+
+        with ParallelProcessor(self.workers if items else 0, *processor_args) as pool:
+            for item in items:
+                job(item, pool)
+                advance(1)
+
+    def close(self) -> None:
+        pass
+
+
+def _run_group(job: Callable[..., None], items: list, processor_args: tuple, directory: str) -> int:
+    """A Ray task: the documents stage of a group of inputs, in this worker process."""
+    from data_prep.process import ParallelProcessor
+
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        with ParallelProcessor(0, *processor_args) as inline:
+            for item in items:
+                job(item, inline)
+    except OSError as error:
+        raise DataPrepError(
+            f"a Ray worker on {socket.gethostname()} cannot write to '{directory}' ({error.strerror or error}); "
+            "output_dir must be on storage every node sees"
+        ) from None
+    return len(items)
+
+
+class RayEngine:
+    """Groups of inputs as Ray tasks, at most ``num_workers`` in flight."""
+
+    name = "ray"
+
+    def __init__(self, config: RayConfig, work_dir: Path) -> None:
+        ray = require_ray()
+        self.ray, self.work_dir = ray, work_dir
+        self.started_here = not ray.is_initialized()
+        if self.started_here:
+            if config.address not in (None, "auto"):
+                check_reachable(config.address)
+            options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+            try:
+                if config.address is None:
+                    ray.init(**options)
+                else:
+                    ray.init(address=config.address, **options)
+            except Exception as error:  # ConnectionError, ValueError, RuntimeError: Ray's errors differ by case
+                where = config.address or "a local Ray"
+                reason = " ".join(str(error).split())[:200]
+                raise DataPrepError(
+                    f"--ray.address {where}: cannot start or reach a Ray cluster ({reason}); check the address "
+                    "(ray start --head prints it) or leave it unset to start Ray on this machine"
+                ) from None
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = config.num_workers if config.num_workers > 0 else max(1, cpus)
+        self._task = ray.remote(num_cpus=1, max_retries=3)(_run_group)
+
+    def run_inputs(self, job: Callable[..., None], items: list, processor_args: tuple, advance: Callable) -> None:
+        ray = self.ray
+        groups = [items[i : i + RAY_INPUTS_PER_TASK] for i in range(0, len(items), RAY_INPUTS_PER_TASK)]
+        directory = str(self.work_dir)
+        pending: deque = deque()
+        try:
+            for group in _bounded(groups, pending, self.workers, ray, advance):
+                pending.append(self._task.remote(job, group, processor_args, directory))
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                pending.remove(done[0])
+                advance(ray.get(done[0]))
+        except ray.exceptions.RayTaskError as error:
+            cause = getattr(error, "cause", None)
+            if isinstance(cause, DataPrepError):
+                raise cause from None
+            raise
+
+    def close(self) -> None:
+        if self.started_here:
+            self.ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minutes of retries, when nothing listens at ``host:port``."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise DataPrepError(f"--ray.address {address}: expected auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise DataPrepError(
+            f"--ray.address {address}: nothing answers there ({error.strerror or error}); start the cluster with "
+            "ray start --head (it prints the address) or leave --ray.address unset to start Ray on this machine"
+        ) from None
+
+
+def _bounded(groups: Iterable[list], pending: deque, limit: int, ray, advance: Callable):
+    """Yield the groups to submit, waiting whenever ``limit`` tasks are in flight (bounded memory and ``num_workers``
+    parallel tasks however many inputs there are)."""
+    for group in groups:
+        while len(pending) >= limit:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            pending.remove(done[0])
+            advance(ray.get(done[0]))
+        yield group
+
+
+def make_engine(engine: str, ray: RayConfig, workers: int, work_dir: Path):
+    if engine == "local":
+        return LocalEngine(workers)
+    if engine == "ray":
+        return RayEngine(ray, work_dir)
+    raise DataPrepError(f"engine '{engine}' is unknown; use local or ray")

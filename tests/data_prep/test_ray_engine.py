@@ -1,0 +1,81 @@
+"""``--engine ray``: the documents stage as Ray tasks on a local 2-CPU Ray writes, with 1 and 2 workers, the same
+dataset as the local engine, byte for byte (shards, tokenizer, manifest, duplicates.jsonl) and with the same
+counts, on the stdlib corpus and on the accuracy benchmark's planted near-duplicates; an unreachable
+``--ray.address`` fails in one line and leaves nothing behind."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from data_prep.pipeline import prepare
+from tests.conftest import small_prep_config
+
+ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install -e '.[ray]'")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module (the engine joins a running one and leaves it running)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def planted_corpus(tmp_path_factory) -> Path:
+    """The accuracy benchmark's corpus, small: 60 bases with 3 planted variants each at known Jaccard levels,
+    shuffled, written as 8 JSONL inputs (so duplicates cross inputs and Ray task groups)."""
+    spec = importlib.util.spec_from_file_location("near_dedup_accuracy", REPO / "benchmarks/near_dedup_accuracy.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = benchmark  # its dataclasses look their module up there
+    spec.loader.exec_module(benchmark)
+    docs = benchmark.build_corpus(Namespace(bases=40, stdlib_bases=20, seed=0))
+    directory = tmp_path_factory.mktemp("planted")
+    for part in range(8):
+        lines = [json.dumps({"text": doc.text}) for doc in docs[part::8]]
+        (directory / f"part{part}.jsonl").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def dataset_files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file() and p.name != "report.json"}
+
+
+@pytest.mark.parametrize("corpus", ["stdlib", "planted"])
+def test_ray_with_one_and_two_workers_writes_the_local_engines_dataset(corpus, local_ray, request, tmp_path):
+    sources = request.getfixturevalue("stdlib_corpus" if corpus == "stdlib" else "planted_corpus")
+    local = small_prep_config(sources, tmp_path / "local")
+    expected = prepare(local, show_progress=False)
+    if corpus == "planted":
+        assert expected["stats"]["duplicates"]["near"] > 50  # near dedup across inputs is exercised
+    reference = dataset_files(tmp_path / "local")
+    assert {"manifest.json", "duplicates.jsonl", "tokenizer.json", "train_00000.bin"} <= set(reference)
+    for workers in (1, 2):
+        config = small_prep_config(sources, tmp_path / f"ray{workers}")
+        config.engine, config.ray.num_workers = "ray", workers
+        manifest = prepare(config, show_progress=False)
+        assert dataset_files(tmp_path / f"ray{workers}") == reference, f"{workers} worker(s)"
+        assert manifest["stats"] == expected["stats"]
+        report = json.loads((tmp_path / f"ray{workers}" / "report.json").read_text())
+        assert report["documents"] == json.loads((tmp_path / "local" / "report.json").read_text())["documents"]
+
+
+def test_an_unreachable_ray_address_fails_in_one_line_and_writes_nothing(tmp_path, stdlib_corpus):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "data_prep", "--sources", json.dumps([str(stdlib_corpus)]), "--output_dir", str(out),
+         "--engine", "ray", "--ray.address", "127.0.0.1:1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: --ray.address 127.0.0.1:1: nothing answers there")
+    assert "Traceback" not in result.stderr and not out.exists()
