@@ -51,7 +51,9 @@ from data_prep.tokens.tokenizer import (
     TOKENIZER_FILE,
     encode_documents,
     end_of_text_id,
+    load_comparison_tokenizer,
     load_or_train_tokenizer,
+    text_tokens,
 )
 from data_prep.workdir import (
     TMP_GLOB,
@@ -64,6 +66,7 @@ from data_prep.workdir import (
 )
 
 WORK_DIR = "work"
+REPORT_ONLY_TOKENIZER_KEYS = ("compare_with",)
 DUPLICATES_FILE = "duplicates.jsonl"
 REPORT_FILE = "report.json"
 # Documents handed to a worker process at a time: large enough to amortise inter-process transfer.
@@ -118,7 +121,9 @@ def _stage_fingerprints(config: DataPrepConfig, inputs: list[Input]) -> dict:
     dedup = fingerprint(sorted(per_input.items()), config.dedup)
     pretrained = config.tokenizer.pretrained
     pretrained_files = _input_identity_of_path(Path(pretrained)) if pretrained else None
-    tokenizer = fingerprint(dedup, config.split, config.tokenizer, pretrained_files)
+    # compare_with changes only report.json: leave it out, so setting it never retrains or re-tokenizes.
+    tokenizer_keys = {k: v for k, v in asdict(config.tokenizer).items() if k not in REPORT_ONLY_TOKENIZER_KEYS}
+    tokenizer = fingerprint(dedup, config.split, tokenizer_keys, pretrained_files)
     tokens = fingerprint(tokenizer, config.split)
     shards = fingerprint(tokens, config.shards)
     return {"documents": per_input, "dedup": dedup, "tokenizer": tokenizer, "tokens": tokens, "shards": shards}
@@ -238,6 +243,9 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
     _replace_tree(tokenizer_dir / HF_TOKENIZER_DIR, output / HF_TOKENIZER_DIR)
     shutil.copyfile(dedup_dir / DUPLICATES_FILE, output / DUPLICATES_FILE)
     semantic_config = {k: v for k, v in config.to_dict().items() if k not in NON_SEMANTIC_KEYS}
+    for key in REPORT_ONLY_TOKENIZER_KEYS:
+        semantic_config["tokenizer"].pop(key)
+    report.tokenizer = _tokenizer_report(config, inputs, kept_documents, split_info, show)
     manifest = {
         "format_version": FORMAT_VERSION,
         "dtype": dtype.name,
@@ -262,6 +270,26 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
     if show:
         print(report.funnel())
     return manifest
+
+
+def _tokenizer_report(config, inputs, kept_documents, split_info: dict, show: bool) -> dict:
+    """Bytes per token per split (text tokens: the end-of-text separators left out), and the same for
+    ``tokenizer.compare_with`` on the same kept text when it is given."""
+
+    def per_split(tokens: dict[str, int]) -> dict[str, float]:
+        return {s: round(split_info[s]["bytes"] / tokens[s], 4) for s in split_info if tokens.get(s)}
+
+    ours = {split: info["tokens"] - info["documents"] for split, info in split_info.items()}
+    result = {"bytes_per_token": per_split(ours)}
+    if config.tokenizer.compare_with is not None:
+        other = load_comparison_tokenizer(config.tokenizer.compare_with)
+        theirs: Counter = Counter()
+        for item in tqdm(inputs, desc="compare tokenizer", unit="input", disable=not show):
+            for batch in batched(kept_documents(item), config.shards.batch_documents):
+                for split in {s for _, _, s in batch}:
+                    theirs[split] += text_tokens(other, [d.text for d, _, s in batch if s == split])
+        result["compare_with"] = {"path": config.tokenizer.compare_with, "bytes_per_token": per_split(theirs)}
+    return result
 
 
 def _process_inputs(config, inputs, directory, per_input_fp, report, show: bool) -> None:

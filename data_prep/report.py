@@ -2,8 +2,10 @@
 
 ``report.json`` keys: ``documents.read``, ``documents.kept``, ``removed`` (filter name -> documents),
 ``duplicates.exact``, ``duplicates.near``, ``tokens.<split>``, ``documents_per_split``, ``bytes`` (read, kept,
-per split), ``skipped`` (binary files, invalid UTF-8 documents repaired), and ``stages`` (seconds and MB/s of
-each stage in this run; a stage reused from an earlier run shows its reuse time).
+per split), ``skipped`` (binary files, invalid UTF-8 documents repaired), ``tokenizer`` (``bytes_per_token``
+per split, and ``compare_with``: the same for another tokenizer on the same text when ``tokenizer.compare_with``
+is set), and ``stages`` (seconds and MB/s of each stage in this run; a stage reused from an earlier run shows
+its reuse time).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Report:
         self.duplicates = {"exact": 0, "near": 0}
         self.splits: dict[str, dict] = {}
         self.stages: dict[str, dict] = {}
+        self.tokenizer: dict = {}  # bytes per token per split (and of tokenizer.compare_with): report.json only
 
     # -- accumulation ---------------------------------------------------------------------------------------
     @contextmanager
@@ -77,7 +80,7 @@ class Report:
             stages[name] = dict(timing)
             if name in work_bytes and timing["seconds"] > 0:
                 stages[name]["mb_per_second"] = round(work_bytes[name] / 1e6 / timing["seconds"], 2)
-        return {**self.counts(), "stages": stages}
+        return {**self.counts(), "tokenizer": self.tokenizer, "stages": stages}
 
     def funnel(self) -> str:
         """A human-readable summary, one stage per line, largest number first."""

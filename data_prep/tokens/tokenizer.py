@@ -75,6 +75,10 @@ class TokenizerConfig:
     """Load this tokenizer instead of training one: a local Hugging Face tokenizer directory (as written by
     ``save_pretrained``) or a ``tokenizer.json`` file. ``vocab_size``, ``min_frequency`` and ``sample_bytes``
     are then unused; ``kind`` only picks the Hugging Face roles written for a bare ``tokenizer.json``."""
+    compare_with: str | None = None
+    """Also measure this tokenizer (a local Hugging Face tokenizer directory or ``tokenizer.json``) on the same
+    kept text: ``report.json``'s ``tokenizer.compare_with`` gives its bytes per token per split beside ours.
+    Changes only the report, never the dataset."""
 
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -368,3 +372,13 @@ def encode_documents(
             raise DataPrepError(f"token id {int(tokens.max())} does not fit in {dtype.name}; use a wider dtype")
         tokens = tokens.astype(dtype)
     return tokens, lengths
+
+
+def text_tokens(tokenizer: Tokenizer, texts: list[str]) -> int:
+    """Tokens of ``texts`` encoded without special tokens (what a document costs before its end of text)."""
+    encode = getattr(tokenizer, "encode_batch_fast", None) or tokenizer.encode_batch
+    return sum(len(encoding.ids) for encoding in encode(texts, add_special_tokens=False))
+
+
+def load_comparison_tokenizer(path: str) -> Tokenizer:
+    return _load_pretrained(path, "tokenizer.compare_with")[0]

@@ -208,3 +208,36 @@ def test_prepare_with_a_missing_pretrained_tokenizer_fails_with_one_line(tmp_pat
     config.tokenizer.pretrained = str(tmp_path / "missing_tokenizer")
     with pytest.raises(DataPrepError, match=r"tokenizer.pretrained '.*missing_tokenizer' does not exist"):
         prepare(config, show_progress=False)
+
+
+def test_report_gives_bytes_per_token_and_compare_with_measures_another_tokenizer_on_the_same_text(
+    stdlib_corpus, prepared_dataset, tmp_path
+):
+    """Ours per split from the shards' own figures; compare_with = the same tokenizer gives the same figures,
+    a coarser one (vocab 300) fewer bytes per token; the dataset itself does not change."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from data_prep.pipeline import prepare
+    from data_prep.tokens.tokenizer import TokenizerConfig
+    from tests.conftest import small_prep_config
+
+    coarse = Tokenizer(models.BPE())
+    coarse.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    texts = [path.read_text() for path in sorted((STDLIB / "json").glob("*.py"))]
+    coarse.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    )
+    coarse.save(str(tmp_path / "coarse.json"))
+    reports, manifests = {}, {}
+    for name, compare in (("same", str(prepared_dataset / "hf_tokenizer")), ("coarse", str(tmp_path / "coarse.json"))):
+        tokenizer = TokenizerConfig(vocab_size=512, min_frequency=2, compare_with=compare)
+        manifests[name] = prepare(small_prep_config(stdlib_corpus, tmp_path / name, tokenizer=tokenizer), False)
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())["tokenizer"]
+    splits = manifests["same"]["splits"]
+    ours = {s: round(i["bytes"] / (i["tokens"] - i["documents"]), 4) for s, i in splits.items()}
+    assert reports["same"]["bytes_per_token"] == ours and set(ours) == {"train", "val"}
+    assert reports["same"]["compare_with"]["bytes_per_token"] == ours  # the dataset's own tokenizer
+    assert all(reports["coarse"]["compare_with"]["bytes_per_token"][s] < ours[s] for s in ours)
+    assert manifests["same"] == manifests["coarse"]  # compare_with changes the report only
+    assert "compare_with" not in manifests["same"]["config"]["tokenizer"]
+    assert (tmp_path / "same/train_00000.bin").read_bytes() == (tmp_path / "coarse/train_00000.bin").read_bytes()
