@@ -65,8 +65,11 @@ class LocalEngine:
         pass
 
 
-def _run_group(job: Callable[..., None], items: list, processor_args: tuple, directory: str) -> int:
-    """A Ray task: the documents stage of a group of inputs, in this worker process."""
+def _run_group(job: Callable[..., None], items: list, processor_args: tuple, directory: str) -> tuple[int, int]:
+    """A Ray task: the documents stage of a group of inputs, in this worker process. Returns (inputs done, this
+    worker's peak resident memory in bytes so far)."""
+    import resource
+
     from data_prep.process import ParallelProcessor
 
     try:
@@ -79,7 +82,7 @@ def _run_group(job: Callable[..., None], items: list, processor_args: tuple, dir
             f"a Ray worker on {socket.gethostname()} cannot write to '{directory}' ({error.strerror or error}); "
             "output_dir must be on storage every node sees"
         ) from None
-    return len(items)
+    return len(items), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 class RayEngine:
@@ -110,19 +113,26 @@ class RayEngine:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = config.num_workers if config.num_workers > 0 else max(1, cpus)
         self._task = ray.remote(num_cpus=1, max_retries=3)(_run_group)
+        self.peak_worker_rss = 0  # the largest peak resident memory any worker reported, bytes
 
     def run_inputs(self, job: Callable[..., None], items: list, processor_args: tuple, advance: Callable) -> None:
         ray = self.ray
         groups = [items[i : i + RAY_INPUTS_PER_TASK] for i in range(0, len(items), RAY_INPUTS_PER_TASK)]
         directory = str(self.work_dir)
         pending: deque = deque()
+
+        def finished(reference) -> None:
+            count, peak = ray.get(reference)
+            self.peak_worker_rss = max(self.peak_worker_rss, peak)
+            advance(count)
+
         try:
-            for group in _bounded(groups, pending, self.workers, ray, advance):
+            for group in _bounded(groups, pending, self.workers, ray, finished):
                 pending.append(self._task.remote(job, group, processor_args, directory))
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 pending.remove(done[0])
-                advance(ray.get(done[0]))
+                finished(done[0])
         except ray.exceptions.RayTaskError as error:
             cause = getattr(error, "cause", None)
             if isinstance(cause, DataPrepError):
@@ -148,14 +158,14 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
-def _bounded(groups: Iterable[list], pending: deque, limit: int, ray, advance: Callable):
+def _bounded(groups: Iterable[list], pending: deque, limit: int, ray, finished: Callable):
     """Yield the groups to submit, waiting whenever ``limit`` tasks are in flight (bounded memory and ``num_workers``
     parallel tasks however many inputs there are)."""
     for group in groups:
         while len(pending) >= limit:
             done, _ = ray.wait(list(pending), num_returns=1)
             pending.remove(done[0])
-            advance(ray.get(done[0]))
+            finished(done[0])
         yield group
 
 

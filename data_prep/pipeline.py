@@ -307,6 +307,9 @@ def _process_inputs(config, inputs, directory, per_input_fp, report, show: bool)
             engine.run_inputs(job, todo, processor_args, progress.update)
         finally:
             engine.close()
+        report.engine = {"name": engine.name, "workers": engine.workers}
+        if getattr(engine, "peak_worker_rss", 0):
+            report.engine["peak_worker_rss_mb"] = round(engine.peak_worker_rss / 1e6, 1)
     progress.close()
     for item in inputs:
         stats = read_json(DocumentsFile(directory, item.id, per_input_fp[item.id]).stats)

@@ -4,7 +4,8 @@
 ``duplicates.exact``, ``duplicates.near``, ``tokens.<split>``, ``documents_per_split``, ``bytes`` (read, kept,
 per split), ``skipped`` (binary files, invalid UTF-8 documents repaired), ``tokenizer`` (``bytes_per_token``
 per split, and ``compare_with``: the same for another tokenizer on the same text when ``tokenizer.compare_with``
-is set), and ``stages`` (seconds and MB/s of each stage in this run; a stage reused from an earlier run shows
+is set), ``engine`` (where the documents stage ran: ``name``, ``workers``, and for Ray the workers'
+``peak_worker_rss_mb``), and ``stages`` (seconds and MB/s of each stage in this run; a stage reused from an earlier run shows
 its reuse time).
 """
 
@@ -25,6 +26,7 @@ class Report:
         self.splits: dict[str, dict] = {}
         self.stages: dict[str, dict] = {}
         self.tokenizer: dict = {}  # bytes per token per split (and of tokenizer.compare_with): report.json only
+        self.engine: dict = {}  # where the documents stage ran this time (name, workers, Ray workers' peak memory)
 
     # -- accumulation ---------------------------------------------------------------------------------------
     @contextmanager
@@ -80,7 +82,7 @@ class Report:
             stages[name] = dict(timing)
             if name in work_bytes and timing["seconds"] > 0:
                 stages[name]["mb_per_second"] = round(work_bytes[name] / 1e6 / timing["seconds"], 2)
-        return {**self.counts(), "tokenizer": self.tokenizer, "stages": stages}
+        return {**self.counts(), "tokenizer": self.tokenizer, "engine": self.engine, "stages": stages}
 
     def funnel(self) -> str:
         """A human-readable summary, one stage per line, largest number first."""

@@ -79,3 +79,35 @@ def test_an_unreachable_ray_address_fails_in_one_line_and_writes_nothing(tmp_pat
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: --ray.address 127.0.0.1:1: nothing answers there")
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_a_task_whose_worker_is_killed_is_retried_and_the_dataset_is_unchanged(local_ray, stdlib_corpus, tmp_path):
+    """SIGKILL the first Ray worker seen running a documents task (Ray names the process ``ray::_run_group``):
+    Ray retries the task on another worker, the dead one's partial files are never renamed into place, and the
+    dataset equals the local engine's."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    expected = prepare(small_prep_config(stdlib_corpus, tmp_path / "local"), show_progress=False)
+    config = small_prep_config(stdlib_corpus, tmp_path / "ray")
+    config.engine, config.ray.num_workers = "ray", 2
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(manifest=prepare(config, show_progress=False)))
+    killed = None
+    thread.start()
+    while thread.is_alive() and killed is None:
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            if any("ray::_run_group" in part for part in process.info["cmdline"] or []):
+                os.kill(process.info["pid"], signal.SIGKILL)
+                killed = process.info["pid"]
+                break
+        time.sleep(0.002)
+    thread.join(timeout=300)
+    assert killed is not None, "no documents task was seen running, so nothing was killed"
+    assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
+    assert result["manifest"]["stats"] == expected["stats"]
+    assert dataset_files(tmp_path / "ray") == dataset_files(tmp_path / "local")
