@@ -111,3 +111,36 @@ def test_a_task_whose_worker_is_killed_is_retried_and_the_dataset_is_unchanged(l
     assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
     assert result["manifest"]["stats"] == expected["stats"]
     assert dataset_files(tmp_path / "ray") == dataset_files(tmp_path / "local")
+
+
+def test_a_driver_killed_mid_run_restarts_reusing_finished_inputs_and_ends_byte_identical(stdlib_corpus, tmp_path):
+    """``python -m data_prep --engine ray`` (its own local Ray) SIGKILLed with its whole process group while the
+    documents stage is under way, then run again: the inputs finished before the kill are reused untouched and
+    the dataset equals the local engine's."""
+    import os
+    import signal
+    import time
+
+    prepare(small_prep_config(stdlib_corpus, tmp_path / "local"), show_progress=False)
+    out = tmp_path / "ray"
+    command = [sys.executable, "-m", "data_prep", "--sources", json.dumps([str(stdlib_corpus)]), "--output_dir",
+               str(out), "--engine", "ray", "--ray.num_workers", "1", "--tokenizer.vocab_size", "512",
+               "--split.val_fraction", "0.1", "--split.seed", "0"]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    documents = out / "work" / "documents"
+    deadline = time.monotonic() + 240
+    while process.poll() is None and time.monotonic() < deadline:
+        if documents.is_dir() and len(list(documents.glob("*.jsonl"))) >= 10:
+            break
+        time.sleep(0.005)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = {path: path.stat().st_mtime_ns for path in documents.glob("*.jsonl")}
+    assert 10 <= len(finished) and not (out / "manifest.json").exists()
+    result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in finished.items())  # reused, not redone
+    assert dataset_files(out) == dataset_files(tmp_path / "local")
