@@ -9,6 +9,7 @@ dead process's id and are never renamed into place. On a cluster, ``output_dir``
 sees (a shared filesystem); a worker that cannot write there fails the run with one line naming the node and
 the directory.
 
+The tokens stage runs the same way (groups of inputs, each task loading the tokenizer from the work directory).
 Deduplication, tokenizer training and shard packing run in the driver here.
 """
 
@@ -18,6 +19,7 @@ import socket
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from data_prep.errors import DataPrepError
@@ -54,6 +56,7 @@ class LocalEngine:
         self.workers = workers
 
     def run_inputs(self, job: Callable[..., None], items: list, processor_args: tuple, advance: Callable) -> None:
+        """The documents stage: ``job(item, pool)`` per input, documents through the process pool."""
         from data_prep.process import ParallelProcessor
 
         with ParallelProcessor(self.workers if items else 0, *processor_args) as pool:
@@ -61,28 +64,41 @@ class LocalEngine:
                 job(item, pool)
                 advance(1)
 
+    def map_groups(self, function: Callable[..., int], items: list, directory: Path, advance: Callable) -> None:
+        """``function(items, advance)`` over all the items, here."""
+        if items:
+            function(items, advance)
+
     def close(self) -> None:
         pass
 
 
-def _run_group(job: Callable[..., None], items: list, processor_args: tuple, directory: str) -> tuple[int, int]:
-    """A Ray task: the documents stage of a group of inputs, in this worker process. Returns (inputs done, this
-    worker's peak resident memory in bytes so far)."""
-    import resource
-
+def _documents_group(job: Callable[..., None], processor_args: tuple, items: list, advance: Callable | None) -> int:
+    """The documents stage of a group of inputs in this process, documents processed inline."""
     from data_prep.process import ParallelProcessor
+
+    with ParallelProcessor(0, *processor_args) as inline:
+        for item in items:
+            job(item, inline)
+            if advance is not None:
+                advance(1)
+    return len(items)
+
+
+def _run_group(function: Callable[..., int], items: list, directory: str) -> tuple[int, int]:
+    """A Ray task: ``function(items, None)`` in this worker process. Returns (inputs done, this worker's peak
+    resident memory in bytes so far)."""
+    import resource
 
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        with ParallelProcessor(0, *processor_args) as inline:
-            for item in items:
-                job(item, inline)
+        count = function(items, None)
     except OSError as error:
         raise DataPrepError(
             f"a Ray worker on {socket.gethostname()} cannot write to '{directory}' ({error.strerror or error}); "
             "output_dir must be on storage every node sees"
         ) from None
-    return len(items), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return count, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 class RayEngine:
@@ -116,9 +132,13 @@ class RayEngine:
         self.peak_worker_rss = 0  # the largest peak resident memory any worker reported, bytes
 
     def run_inputs(self, job: Callable[..., None], items: list, processor_args: tuple, advance: Callable) -> None:
+        """The documents stage: groups of inputs as tasks, each processing its documents inline."""
+        self.map_groups(partial(_documents_group, job, processor_args), items, self.work_dir, advance)
+
+    def map_groups(self, function: Callable[..., int], items: list, directory: Path, advance: Callable) -> None:
+        """``function(group, None)`` as one Ray task per group of ``RAY_INPUTS_PER_TASK`` items."""
         ray = self.ray
         groups = [items[i : i + RAY_INPUTS_PER_TASK] for i in range(0, len(items), RAY_INPUTS_PER_TASK)]
-        directory = str(self.work_dir)
         pending: deque = deque()
 
         def finished(reference) -> None:
@@ -128,7 +148,7 @@ class RayEngine:
 
         try:
             for group in _bounded(groups, pending, self.workers, ray, finished):
-                pending.append(self._task.remote(job, group, processor_args, directory))
+                pending.append(self._task.remote(function, group, str(directory)))
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 pending.remove(done[0])

@@ -187,11 +187,21 @@ def _foreign_directory(output: Path) -> bool:
 def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output: Path, show: bool) -> dict:
     work = output / WORK_DIR
     report = Report()
-    splits = config.split.splits()
+    with report.stage("documents"):  # starting Ray, when it is the engine, counts here
+        engine = make_engine(config.engine, config.ray, resolve_workers(config.num_workers), work)
+    try:
+        return _run_stages(config, inputs, fingerprints, output, show, work, report, engine)
+    finally:
+        engine.close()
 
+
+def _run_stages(config, inputs, fingerprints, output: Path, show: bool, work: Path, report: Report, engine) -> dict:
+    splits = config.split.splits()
+    started = report.stages["documents"]["seconds"]
     with report.stage("documents"):
         documents_dir = work / "documents"
-        _process_inputs(config, inputs, documents_dir, fingerprints["documents"], report, show)
+        _process_inputs(config, inputs, documents_dir, fingerprints["documents"], report, show, engine)
+    report.stages["documents"]["seconds"] = round(report.stages["documents"]["seconds"] + started, 3)
     if report.documents_kept_before_dedup == 0:
         raise DataPrepError(
             f"no documents left after reading, cleaning and filtering {len(inputs)} input(s) from {config.sources} "
@@ -201,14 +211,8 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
 
     with report.stage("dedup"):
         dedup_dir = work / f"dedup.{fingerprints['dedup']}"
-        keep = _deduplicate(config, inputs, documents_dir, fingerprints["documents"], dedup_dir, report, show)
-
-    def kept_documents(item: Input) -> Iterator[tuple[Document, bytes, str]]:
-        files = DocumentsFile(documents_dir, item.id, fingerprints["documents"][item.id])
-        mask = keep[item.id]
-        for (document, digest), kept in zip(files.documents(), mask):
-            if kept:
-                yield document, digest, assign_split(digest, config.split)
+        _deduplicate(config, inputs, documents_dir, fingerprints["documents"], dedup_dir, report, show)
+    kept_documents = KeptDocuments(documents_dir, fingerprints["documents"], dedup_dir, config.split)
 
     with report.stage("tokenizer"):
         tokenizer_dir = work / f"tokenizer.{fingerprints['tokenizer']}"
@@ -226,7 +230,11 @@ def _run(config: DataPrepConfig, inputs: list[Input], fingerprints: dict, output
 
     with report.stage("tokens"):
         tokens_dir = work / f"tokens.{fingerprints['tokens']}"
-        parts = _tokenize(inputs, kept_documents, tokenizer, eot, dtype, splits, tokens_dir, config, show)
+        tokenizer_file = tokenizer_dir / TOKENIZER_FILE
+        parts = _tokenize(inputs, kept_documents, tokenizer_file, eot, dtype, splits, tokens_dir, config, show, engine)
+
+    if getattr(engine, "peak_worker_rss", 0):  # Ray workers of the documents and tokens stages
+        report.engine["peak_worker_rss_mb"] = round(engine.peak_worker_rss / 1e6, 1)
 
     with report.stage("shards"):
         split_info = _pack(parts, inputs, splits, dtype, tokens_dir, output, config)
@@ -292,24 +300,18 @@ def _tokenizer_report(config, inputs, kept_documents, split_info: dict, show: bo
     return result
 
 
-def _process_inputs(config, inputs, directory, per_input_fp, report, show: bool) -> None:
+def _process_inputs(config, inputs, directory, per_input_fp, report, show: bool, engine) -> None:
     """Documents stage: each unfinished input goes through the engine (local pool or Ray tasks) into its work
     files."""
     todo = [item for item in inputs if not DocumentsFile(directory, item.id, per_input_fp[item.id]).done()]
     processor_args = (config.clean, config.filters, config.dedup.near, config.dedup.near.enabled)
-    engine = make_engine(config.engine, config.ray, resolve_workers(config.num_workers), directory) if todo else None
     progress = tqdm(
         total=len(inputs), initial=len(inputs) - len(todo), desc="read+clean+filter", unit="input", disable=not show
     )
-    if engine is not None:
-        try:
-            job = partial(process_input, config, directory, per_input_fp)
-            engine.run_inputs(job, todo, processor_args, progress.update)
-        finally:
-            engine.close()
-        report.engine = {"name": engine.name, "workers": engine.workers}
-        if getattr(engine, "peak_worker_rss", 0):
-            report.engine["peak_worker_rss_mb"] = round(engine.peak_worker_rss / 1e6, 1)
+    if todo:
+        job = partial(process_input, config, directory, per_input_fp)
+        engine.run_inputs(job, todo, processor_args, progress.update)
+    report.engine = {"name": engine.name, "workers": engine.workers}
     progress.close()
     for item in inputs:
         stats = read_json(DocumentsFile(directory, item.id, per_input_fp[item.id]).stats)
@@ -337,8 +339,8 @@ def _process_one_input(config: DataPrepConfig, item: Input, files: DocumentsFile
         )
 
 
-def _deduplicate(config, inputs, documents_dir, per_input_fp, dedup_dir: Path, report: Report, show: bool) -> dict:
-    """One pass in pipeline order; returns input id -> boolean keep mask. Reused when already done."""
+def _deduplicate(config, inputs, documents_dir, per_input_fp, dedup_dir: Path, report: Report, show: bool) -> None:
+    """One pass in pipeline order; writes each input's boolean keep mask. Reused when already done."""
     done_marker = dedup_dir / "done.json"
     if not done_marker.is_file():
         finder = DuplicateFinder(config.dedup)
@@ -352,7 +354,6 @@ def _deduplicate(config, inputs, documents_dir, per_input_fp, dedup_dir: Path, r
         write_json_atomic(done_marker, finder.counts())
     counts = read_json(done_marker)
     report.add_duplicates(counts["exact"], counts["near"])
-    return {item.id: np.load(dedup_dir / f"{item.id}.keep.npy") for item in inputs}
 
 
 def _train_bytes_estimate(report: Report, config: DataPrepConfig) -> float:
@@ -375,18 +376,57 @@ def _training_sample(texts, report: Report, config: DataPrepConfig) -> list[str]
     return sample
 
 
-def _tokenize(inputs, kept_documents, tokenizer, eot, dtype, splits, tokens_dir: Path, config, show: bool) -> dict:
-    """Tokens stage: per input, per split, the flat tokens and document lengths. Returns input id -> info.
+class KeptDocuments:
+    """``(document, digest, split)`` of an input's documents that dedup kept, read from the work files (so a Ray
+    task on another node reads them too)."""
+
+    def __init__(self, documents_dir: Path, per_input_fp: dict, dedup_dir: Path, split) -> None:
+        self.documents_dir, self.per_input_fp, self.dedup_dir, self.split = (
+            documents_dir,
+            per_input_fp,
+            dedup_dir,
+            split,
+        )
+
+    def __call__(self, item: Input) -> Iterator[tuple[Document, bytes, str]]:
+        files = DocumentsFile(self.documents_dir, item.id, self.per_input_fp[item.id])
+        mask = np.load(self.dedup_dir / f"{item.id}.keep.npy")
+        for (document, digest), kept in zip(files.documents(), mask):
+            if kept:
+                yield document, digest, assign_split(digest, self.split)
+
+
+def _tokens_marker(tokens_dir: Path, item: Input) -> Path:
+    return tokens_dir / f"{item.id}.done.json"
+
+
+def _tokenize(inputs, kept_documents, tokenizer_file, eot, dtype, splits, tokens_dir, config, show, engine) -> dict:
+    """Tokens stage: per input, per split, the flat tokens and document lengths, through the engine (here, or
+    Ray tasks over groups of inputs). Returns input id -> info."""
+    todo = [item for item in inputs if not _tokens_marker(tokens_dir, item).is_file()]
+    progress = tqdm(total=len(inputs), initial=len(inputs) - len(todo), desc="tokenize", unit="input", disable=not show)
+    job = partial(
+        tokenize_inputs, kept_documents=kept_documents, tokenizer_file=str(tokenizer_file), eot=eot, dtype=dtype,
+        splits=splits, tokens_dir=tokens_dir, batch_size=config.shards.batch_documents,
+    )  # fmt: skip
+    engine.map_groups(job, todo, tokens_dir, progress.update)
+    progress.close()
+    return {item.id: read_json(_tokens_marker(tokens_dir, item)) for item in inputs}
+
+
+def tokenize_inputs(
+    items, advance, *, kept_documents, tokenizer_file: str, eot: int, dtype, splits, tokens_dir: Path, batch_size: int
+) -> int:
+    """The tokens stage of some inputs, as every engine runs it.
 
     ``encode_batch`` is parallel inside one call, so small inputs (a source file each, typically) are encoded
-    together, ``shards.batch_documents`` documents per call; a large input streams through in such batches.
-    Each input still gets its own part files and completion marker, so a killed run resumes per input.
-    """
-    batch_size = config.shards.batch_documents
-    pending: list[tuple[Input, list]] = []  # small unfinished inputs waiting to be encoded together
+    together, ``batch_size`` documents per call; a large input streams through in such batches. Each input gets
+    its own part files and completion marker, so a killed run resumes per input (and the parts do not depend on
+    which inputs were encoded together)."""
+    from tokenizers import Tokenizer
 
-    def marker(item: Input) -> Path:
-        return tokens_dir / f"{item.id}.done.json"
+    tokenizer = Tokenizer.from_file(tokenizer_file)
+    pending: list[tuple[Input, list]] = []  # small unfinished inputs waiting to be encoded together
 
     def flush() -> None:
         texts = [document.text for _, batch in pending for document, _, _ in batch]
@@ -400,14 +440,14 @@ def _tokenize(inputs, kept_documents, tokenizer, eot, dtype, splits, tokens_dir:
                     tokens[first_token : first_token + count],
                     lengths[first_document : first_document + len(batch)],
                 )
-            write_json_atomic(marker(item), writers.info)
+            write_json_atomic(_tokens_marker(tokens_dir, item), writers.info)
             first_document += len(batch)
             first_token += count
+        if advance is not None:
+            advance(len(pending))
         pending.clear()
 
-    for item in tqdm(inputs, desc="tokenize", unit="input", disable=not show):
-        if marker(item).is_file():
-            continue
+    for item in items:
         documents = kept_documents(item)
         head = list(islice(documents, batch_size))
         if len(head) < batch_size:
@@ -419,10 +459,12 @@ def _tokenize(inputs, kept_documents, tokenizer, eot, dtype, splits, tokens_dir:
             for batch in chain([head], batched(documents, batch_size)):
                 tokens, lengths = encode_documents(tokenizer, [d.text for d, _, _ in batch], eot, dtype)
                 writers.write_batch(batch, tokens, lengths)
-        write_json_atomic(marker(item), writers.info)
+        write_json_atomic(_tokens_marker(tokens_dir, item), writers.info)
+        if advance is not None:
+            advance(1)
     if pending:
         flush()
-    return {item.id: read_json(marker(item)) for item in inputs}
+    return len(items)
 
 
 class _SplitPartWriters:
