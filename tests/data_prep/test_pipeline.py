@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep import pipeline
+from data_prep import documents, pipeline
 from data_prep.config import DataPrepConfig
+from data_prep.dedup.exact import DuplicateFinder
 from data_prep.errors import DataPrepError
 from data_prep.pipeline import prepare
 from data_prep.split import SplitConfig
-from data_prep.tokens.shards import MANIFEST_FILE, read_manifest, read_tokens
+from data_prep.tokens.shards import MANIFEST_FILE, ShardWriter, read_manifest, read_tokens
 from data_prep.tokens.tokenizer import load_tokenizer
 from tests.conftest import STDLIB, small_prep_config
 
@@ -100,8 +101,8 @@ def test_rerun_reuses_finished_output_and_config_changes_redo_only_affected_stag
     monkeypatch.undo()
 
     # A tokenizer key: reading, cleaning, filtering and dedup are reused; tokenizer and shards are redone.
-    monkeypatch.setattr(pipeline, "_process_one_input", must_not_run)
-    monkeypatch.setattr(pipeline.DuplicateFinder, "process_input", must_not_run)
+    monkeypatch.setattr(documents, "_process_one_input", must_not_run)
+    monkeypatch.setattr(DuplicateFinder, "process_input", must_not_run)
     config.tokenizer.vocab_size = 400
     second = prepare(config, show_progress=False)
     assert second["fingerprint"] != first["fingerprint"] and second["vocab_size"] == 400
@@ -121,7 +122,7 @@ def test_crash_leaves_no_finished_looking_dataset_and_the_rerun_completes(tmp_pa
         raise RuntimeError("disk full")
 
     config = small_prep_config(stdlib_corpus, tmp_path / "out")
-    monkeypatch.setattr(pipeline.ShardWriter, "close", explode)
+    monkeypatch.setattr(ShardWriter, "close", explode)
     with pytest.raises(RuntimeError, match="disk full"):
         prepare(config, show_progress=False)
     assert not (tmp_path / "out" / MANIFEST_FILE).exists()

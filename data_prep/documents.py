@@ -1,0 +1,97 @@
+"""The documents stage: each input read, cleaned, filtered and hashed (digest, MinHash) into its work files
+(``work/documents/<input>.<fingerprint>.jsonl`` + ``.sig`` + ``.stats.json``), by whichever engine runs it."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from data_prep.batching import batched
+from data_prep.config import DataPrepConfig
+from data_prep.process import ParallelProcessor, ProcessedBatch
+from data_prep.read.readers import read_input
+from data_prep.read.sources import Document, Input, ReadStats
+from data_prep.workdir import (
+    atomic_path,
+    read_json,
+    write_json_atomic,
+)
+
+# Documents handed to a worker process at a time: large enough to amortise inter-process transfer.
+PROCESS_BATCH_DOCUMENTS = 256
+
+
+class DocumentsFile:
+    """The kept documents of one input: ``.jsonl`` (text, source, position, digest) plus ``.sig`` (raw MinHash
+    rows). The ``.jsonl`` is renamed into place last, so its existence marks the input as done."""
+
+    def __init__(self, directory: Path, input_id: str, stage_fingerprint: str) -> None:
+        stem = directory / f"{input_id}.{stage_fingerprint}"
+        self.jsonl, self.signatures, self.stats = (Path(f"{stem}{ext}") for ext in (".jsonl", ".sig", ".stats.json"))
+
+    def done(self) -> bool:
+        return self.jsonl.is_file()
+
+    def documents(self) -> Iterator[tuple[Document, bytes]]:
+        with open(self.jsonl, encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                document = Document(record["text"], record["source"], record["position"], record.get("url"))
+                yield document, bytes.fromhex(record["digest"])
+
+
+def _write_batch(batch: ProcessedBatch, jsonl, sig) -> None:
+    for document, digest in zip(batch.documents, batch.digests):
+        record = {"digest": digest.hex(), "source": document.source, "position": document.position}
+        if document.url is not None:
+            record["url"] = document.url
+        record["text"] = document.text
+        jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
+    if batch.signatures is not None:
+        sig.write(np.ascontiguousarray(batch.signatures).tobytes())
+
+
+def run_documents_stage(config, inputs, directory, per_input_fp, report, show: bool, engine) -> None:
+    """Documents stage: each unfinished input goes through the engine (local pool or Ray tasks) into its work
+    files."""
+    todo = [item for item in inputs if not DocumentsFile(directory, item.id, per_input_fp[item.id]).done()]
+    processor_args = (config.clean, config.filters, config.dedup.near, config.dedup.near.enabled)
+    progress = tqdm(
+        total=len(inputs), initial=len(inputs) - len(todo), desc="read+clean+filter", unit="input", disable=not show
+    )
+    if todo:
+        job = partial(process_input, config, directory, per_input_fp)
+        engine.run_inputs(job, todo, processor_args, progress.update)
+    report.engine = {"name": engine.name, "workers": engine.workers}
+    progress.close()
+    for item in inputs:
+        stats = read_json(DocumentsFile(directory, item.id, per_input_fp[item.id]).stats)
+        report.add_read(stats["read"], stats["removed"], stats["kept"], stats["kept_bytes"])
+
+
+def process_input(config: DataPrepConfig, directory: Path, per_input_fp: dict, item: Input, pool) -> None:
+    """The documents stage of one input, as every engine runs it: read, then clean, filter and hash through
+    ``pool``, into the input's work files (renamed into place when complete)."""
+    _process_one_input(config, item, DocumentsFile(directory, item.id, per_input_fp[item.id]), pool)
+
+
+def _process_one_input(config: DataPrepConfig, item: Input, files: DocumentsFile, pool: ParallelProcessor) -> None:
+    stats, removed, kept, kept_bytes = ReadStats(), Counter(), 0, 0
+    with atomic_path(files.jsonl) as jsonl_tmp, atomic_path(files.signatures) as sig_tmp:
+        with open(jsonl_tmp, "w", encoding="utf-8") as jsonl, open(sig_tmp, "wb") as sig:
+            for batch in pool.map(batched(read_input(item, config.read, stats), PROCESS_BATCH_DOCUMENTS)):
+                _write_batch(batch, jsonl, sig)
+                removed.update(batch.removed)
+                kept += len(batch.documents)
+                kept_bytes += sum(len(d.text.encode("utf-8", "surrogatepass")) for d in batch.documents)
+        # The stats file goes first: the .jsonl (renamed last, on leaving this block) marks the input done.
+        write_json_atomic(
+            files.stats, {"read": asdict(stats), "removed": dict(removed), "kept": kept, "kept_bytes": kept_bytes}
+        )
