@@ -148,7 +148,7 @@ def test_a_truncated_or_another_models_checkpoint_is_refused_with_one_line(proje
 
 def test_sigkill_during_sharded_saves_always_leaves_a_checkpoint_that_resumes(project):
     """FSDP2 saving a 3-block model of width 256 (about 40 MB of shards and optimizer state) after every step,
-    killed (the whole process group: both ranks) while a save is under way, three times; each restart resumes
+    killed (the whole process group: both ranks) while a save is under way, twice; each restart resumes
     from what ``last.ckpt`` holds and goes on."""
     name = "sharded-kills"
     last = project / f"runs/{name}/checkpoints/last.ckpt"
@@ -160,7 +160,7 @@ def test_sigkill_during_sharded_saves_always_leaves_a_checkpoint_that_resumes(pr
                 "--trainer.logger.init_args.name", name, "--ckpt_path", "last"]  # fmt: skip
 
     steps = []
-    for _ in range(3):
+    for _ in range(2):
         process = subprocess.Popen([sys.executable, "-m", "lit_pretrain", *command(200)],
                                    cwd=project, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    start_new_session=True, text=True)  # fmt: skip
