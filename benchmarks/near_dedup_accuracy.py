@@ -41,7 +41,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.dedup.minhash import NearDedupConfig, NearDuplicateIndex, shingle_strings, signatures  # noqa: E402
+from data_prep.dedup.lsh import NearDuplicateIndex  # noqa: E402
+from data_prep.dedup.minhash import NearDedupConfig, shingle_strings, signatures  # noqa: E402
 
 LEVELS = (0.5, 0.6, 0.7, 0.75, 0.85, 0.9, 0.95, 1.0)
 BATCH = 1024

@@ -15,7 +15,7 @@ Methods, all with word 5-gram shingles, 128 permutations, threshold 0.8, documen
   datasketch-bulk  ``MinHash.bulk`` over each document's shingle bytes with an xxhash ``hashfunc``
                    (``xxh32_intdigest``), then the same LSH loop
   ours             ``data_prep.dedup.minhash.signatures`` then ``NearDuplicateIndex.add_batch`` (batches of 1024)
-MB/s counts UTF-8 bytes of text. "per core" = single process; the parallel line (signatures_parallel over a
+MB/s counts UTF-8 bytes of text. "per core" = single process; the parallel line (``signatures_parallel`` here: a spawn pool over a
 few copies of the corpus, so that starting the spawned workers does not dominate) divides by the workers.
 
 Index memory: tracemalloc's traced bytes after building a ``NearDuplicateIndex`` of N documents (the key
@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import multiprocessing
 import os
 import platform
 import sys
 import sysconfig
 import time
 import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasketch
@@ -42,15 +44,25 @@ from datasketch import MinHash, MinHashLSH
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.dedup.minhash import (  # noqa: E402
-    NearDedupConfig,
-    NearDuplicateIndex,
-    lsh_params,
-    signatures,
-    signatures_parallel,
-)
+from data_prep.dedup.lsh import NearDuplicateIndex, lsh_params  # noqa: E402
+from data_prep.dedup.minhash import NearDedupConfig, signatures  # noqa: E402
 
 BATCH = 1024
+
+
+def signatures_parallel(texts: Sequence[str], config: NearDedupConfig, workers: int) -> np.ndarray:
+    """Same result as ``signatures``, computed by ``workers`` spawned processes (in this process when
+    ``workers <= 1``). Texts are cut into contiguous chunks of about equal size, results concatenated in order."""
+    if workers <= 1 or len(texts) < 2:
+        return signatures(texts, config)
+    lengths = np.cumsum([len(t) for t in texts])
+    pieces = min(len(texts), 4 * workers)
+    cuts = np.searchsorted(lengths, lengths[-1] * np.arange(1, pieces) / pieces, side="left") + 1
+    bounds = sorted({0, len(texts), *(int(c) for c in cuts if 0 < c < len(texts))})
+    chunks = [list(texts[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(chunks))) as pool:
+        parts = pool.starmap(signatures, [(chunk, config) for chunk in chunks])
+    return np.concatenate(parts)
 
 
 def stdlib_corpus() -> list[str]:

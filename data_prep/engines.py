@@ -10,14 +10,14 @@ sees (a shared filesystem); a worker that cannot write there fails the run with 
 the directory.
 
 The tokens stage runs the same way (groups of inputs, each task loading the tokenizer from the work directory).
-Deduplication, tokenizer training and shard packing run in the driver here.
+Deduplication runs as a shuffle of Ray tasks (:mod:`data_prep.dedup.shuffle`); tokenizer training (on a sample)
+and shard packing run in the driver.
 """
 
 from __future__ import annotations
 
 import socket
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,6 +37,9 @@ class RayConfig:
     """``null``: start a local Ray on this machine; ``auto`` or ``ray://host:port``: join that running cluster."""
     num_workers: int = 0
     """Parallel tasks at most; 0: the cluster's CPUs."""
+    partition_records: int = 4_000_000
+    """Deduplication shuffle: records (one per document and LSH band, 32 bytes each) per partition, which is
+    what one reduce task holds in memory; the number of partitions follows from the corpus."""
 
 
 def require_ray():
@@ -51,6 +54,7 @@ class LocalEngine:
     """This process reads each input in turn; a pool of ``workers`` processes cleans, filters and hashes."""
 
     name = "local"
+    dedup_as_shuffle = False  # one pass in this process (data_prep.dedup.exact)
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -69,6 +73,14 @@ class LocalEngine:
         if items:
             function(items, advance)
 
+    def run_tasks(self, function: Callable, arguments: list[tuple], directory: Path, advance: Callable) -> list:
+        """``function(*args)`` for each tuple of ``arguments``, here, in order; their results in order."""
+        results = []
+        for args in arguments:
+            results.append(function(*args))
+            advance(1)
+        return results
+
     def close(self) -> None:
         pass
 
@@ -85,26 +97,27 @@ def _documents_group(job: Callable[..., None], processor_args: tuple, items: lis
     return len(items)
 
 
-def _run_group(function: Callable[..., int], items: list, directory: str) -> tuple[int, int]:
-    """A Ray task: ``function(items, None)`` in this worker process. Returns (inputs done, this worker's peak
-    resident memory in bytes so far)."""
+def _run_task(function: Callable, args: tuple, directory: str) -> tuple[object, int]:
+    """A Ray task: ``function(*args)`` in this worker process. Returns (its result, this worker's peak resident
+    memory in bytes so far)."""
     import resource
 
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        count = function(items, None)
+        result = function(*args)
     except OSError as error:
         raise DataPrepError(
             f"a Ray worker on {socket.gethostname()} cannot write to '{directory}' ({error.strerror or error}); "
             "output_dir must be on storage every node sees"
         ) from None
-    return count, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 class RayEngine:
     """Groups of inputs as Ray tasks, at most ``num_workers`` in flight."""
 
     name = "ray"
+    dedup_as_shuffle = True  # map and reduce tasks (data_prep.dedup.shuffle): no process holds the index
 
     def __init__(self, config: RayConfig, work_dir: Path) -> None:
         ray = require_ray()
@@ -128,7 +141,7 @@ class RayEngine:
                 ) from None
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = config.num_workers if config.num_workers > 0 else max(1, cpus)
-        self._task = ray.remote(num_cpus=1, max_retries=3)(_run_group)
+        self._task = ray.remote(num_cpus=1, max_retries=3)(_run_task)
         self.peak_worker_rss = 0  # the largest peak resident memory any worker reported, bytes
 
     def run_inputs(self, job: Callable[..., None], items: list, processor_args: tuple, advance: Callable) -> None:
@@ -137,27 +150,41 @@ class RayEngine:
 
     def map_groups(self, function: Callable[..., int], items: list, directory: Path, advance: Callable) -> None:
         """``function(group, None)`` as one Ray task per group of ``RAY_INPUTS_PER_TASK`` items."""
+        groups = [(items[i : i + RAY_INPUTS_PER_TASK], None) for i in range(0, len(items), RAY_INPUTS_PER_TASK)]
+        self.run_tasks(function, groups, directory, advance, advance_by_result=True)
+
+    def run_tasks(
+        self, function: Callable, arguments: list[tuple], directory: Path, advance: Callable, advance_by_result=False
+    ) -> list:
+        """``function(*args)`` as one Ray task per tuple of ``arguments``, at most ``workers`` in flight; their
+        results in the order of ``arguments``. ``advance`` gets 1 per task (its result with ``advance_by_result``)."""
         ray = self.ray
-        groups = [items[i : i + RAY_INPUTS_PER_TASK] for i in range(0, len(items), RAY_INPUTS_PER_TASK)]
-        pending: deque = deque()
+        results: list = [None] * len(arguments)
+        pending: dict = {}  # reference -> index
 
         def finished(reference) -> None:
-            count, peak = ray.get(reference)
+            result, peak = ray.get(reference)
             self.peak_worker_rss = max(self.peak_worker_rss, peak)
-            advance(count)
+            results[pending.pop(reference)] = result
+            advance(result if advance_by_result else 1)
+
+        def wait_one() -> None:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            finished(done[0])
 
         try:
-            for group in _bounded(groups, pending, self.workers, ray, finished):
-                pending.append(self._task.remote(function, group, str(directory)))
+            for index, args in enumerate(arguments):
+                while len(pending) >= self.workers:  # bounded: num_workers tasks in flight, whatever the inputs
+                    wait_one()
+                pending[self._task.remote(function, args, str(directory))] = index
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                pending.remove(done[0])
-                finished(done[0])
+                wait_one()
         except ray.exceptions.RayTaskError as error:
             cause = getattr(error, "cause", None)
             if isinstance(cause, DataPrepError):
                 raise cause from None
             raise
+        return results
 
     def close(self) -> None:
         if self.started_here:
@@ -176,17 +203,6 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
             f"--ray.address {address}: nothing answers there ({error.strerror or error}); start the cluster with "
             "ray start --head (it prints the address) or leave --ray.address unset to start Ray on this machine"
         ) from None
-
-
-def _bounded(groups: Iterable[list], pending: deque, limit: int, ray, finished: Callable):
-    """Yield the groups to submit, waiting whenever ``limit`` tasks are in flight (bounded memory and ``num_workers``
-    parallel tasks however many inputs there are)."""
-    for group in groups:
-        while len(pending) >= limit:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            pending.remove(done[0])
-            finished(done[0])
-        yield group
 
 
 def make_engine(engine: str, ray: RayConfig, workers: int, work_dir: Path):

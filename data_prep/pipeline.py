@@ -2,7 +2,8 @@
 
     inputs ─► documents (read → clean → filter → digest → MinHash; on the engine, one work file per input;
               :mod:`data_prep.documents`)
-           ─► dedup (exact, then MinHash LSH near-duplicates; one pass in pipeline order; :mod:`data_prep.dedup.stage`)
+           ─► dedup (exact, then MinHash LSH near-duplicates; one pass in pipeline order, or a shuffle on Ray;
+                     :mod:`data_prep.dedup.stage`)
            ─► tokenizer (trained on a sample of the kept train documents, or loaded)
            ─► tokens (on the engine, one work file per input and split; :mod:`data_prep.tokens.stage`)
            ─► shards + duplicates.jsonl + report.json + manifest.json (written last)
@@ -159,7 +160,7 @@ def _run_stages(config, inputs, fingerprints, output: Path, show: bool, work: Pa
 
     with report.stage("dedup"):
         dedup_dir = work / f"dedup.{fingerprints['dedup']}"
-        run_dedup_stage(config, inputs, documents_dir, fingerprints["documents"], dedup_dir, report, show)
+        run_dedup_stage(config, inputs, documents_dir, fingerprints["documents"], dedup_dir, report, show, engine)
     kept_documents = KeptDocuments(documents_dir, fingerprints["documents"], dedup_dir, config.split)
 
     with report.stage("tokenizer"):

@@ -22,7 +22,8 @@ from typing import TextIO
 import numpy as np
 
 from data_prep.batching import batched
-from data_prep.dedup.minhash import NearDedupConfig, NearDuplicateIndex, signature_dtype
+from data_prep.dedup.lsh import NearDuplicateIndex
+from data_prep.dedup.minhash import NearDedupConfig, signature_dtype
 from data_prep.read.sources import Document
 
 # Documents looked up in the LSH index per call (the index's insertion session batches its writes).

@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
+from data_prep.dedup import lsh as near_lsh
 from data_prep.dedup import minhash as near_dedup
+from data_prep.dedup.lsh import NearDuplicateIndex, lsh_params
 from data_prep.dedup.minhash import (
     NearDedupConfig,
-    NearDuplicateIndex,
-    lsh_params,
     shingle_strings,
     shingles,
     signature_dtype,
     signatures,
-    signatures_parallel,
 )
 from data_prep.errors import DataPrepError
 
@@ -165,13 +164,6 @@ def test_signatures_equal_datasketch_update_batch(scheme, shingle):
         assert np.array_equal(reference.hashvalues, row)
 
 
-def test_signatures_parallel_equals_signatures(corpus):
-    config = NearDedupConfig()
-    expected = signatures(corpus, config)
-    assert np.array_equal(signatures_parallel(corpus, config, workers=2), expected)
-    assert np.array_equal(signatures_parallel(corpus[:1], config, workers=2), expected[:1])
-
-
 # -- decisions --------------------------------------------------------------------------------------------
 def test_planted_near_duplicates_are_found_and_distinct_documents_kept(corpus):
     config = NearDedupConfig()
@@ -191,13 +183,12 @@ def test_planted_near_duplicates_are_found_and_distinct_documents_kept(corpus):
         assert [i for i in members if i not in removed] == [min(members)], MODULES[n]
 
 
-def test_survivors_do_not_depend_on_workers_or_batch_size(corpus):
+def test_survivors_do_not_depend_on_batch_size(corpus):
     config = NearDedupConfig()
     reference = decide(corpus, config, batch=len(corpus))
     assert sum(v is not None for v in reference) == 5
-    for workers, batch in [(1, 1), (2, 3), (3, 7)]:
-        sigs = signatures_parallel(corpus, config, workers=workers)
-        assert decide(corpus, config, batch=batch, sigs=sigs) == reference
+    for batch in (1, 3, 7):
+        assert decide(corpus, config, batch=batch) == reference
 
 
 def test_duplicates_within_one_batch_are_found():
@@ -287,7 +278,7 @@ def test_lsh_parameters_catch_pairs_at_the_threshold():
         for num_perm in (64, 128, 256):
             bands, rows = lsh_params(NearDedupConfig(threshold=threshold, num_perm=num_perm))
             assert bands >= 2 and bands * rows <= num_perm
-            assert 1 - (1 - threshold**rows) ** bands >= near_dedup.CANDIDATE_RECALL
+            assert 1 - (1 - threshold**rows) ** bands >= near_lsh.CANDIDATE_RECALL
     assert lsh_params(NearDedupConfig(bands=8, rows=16)) == (8, 16)
     assert lsh_params(NearDedupConfig(bands=16)) == (16, 8)
 

@@ -1,15 +1,13 @@
-"""``--engine ray``: the documents stage as Ray tasks on a local 2-CPU Ray writes, with 1 and 2 workers, the same
-dataset as the local engine, byte for byte (shards, tokenizer, manifest, duplicates.jsonl) and with the same
-counts, on the stdlib corpus and on the accuracy benchmark's planted near-duplicates; an unreachable
+"""``--engine ray``: the documents, dedup (a shuffle) and tokens stages as Ray tasks on a local 2-CPU Ray write,
+with 1, 2 and 4 workers, the same dataset as the local engine, byte for byte (shards, tokenizer, manifest,
+duplicates.jsonl) and with the same counts, on the stdlib corpus and on the accuracy benchmark's planted near-duplicates; an unreachable
 ``--ray.address`` fails in one line and leaves nothing behind."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -29,28 +27,12 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def planted_corpus(tmp_path_factory) -> Path:
-    """The accuracy benchmark's corpus, small: 60 bases with 3 planted variants each at known Jaccard levels,
-    shuffled, written as 8 JSONL inputs (so duplicates cross inputs and Ray task groups)."""
-    spec = importlib.util.spec_from_file_location("near_dedup_accuracy", REPO / "benchmarks/near_dedup_accuracy.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = benchmark  # its dataclasses look their module up there
-    spec.loader.exec_module(benchmark)
-    docs = benchmark.build_corpus(Namespace(bases=40, stdlib_bases=20, seed=0))
-    directory = tmp_path_factory.mktemp("planted")
-    for part in range(8):
-        lines = [json.dumps({"text": doc.text}) for doc in docs[part::8]]
-        (directory / f"part{part}.jsonl").write_text("\n".join(lines) + "\n")
-    return directory
-
-
 def dataset_files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file() and p.name != "report.json"}
 
 
 @pytest.mark.parametrize("corpus", ["stdlib", "planted"])
-def test_ray_with_one_and_two_workers_writes_the_local_engines_dataset(corpus, local_ray, request, tmp_path):
+def test_ray_with_one_two_and_four_workers_writes_the_local_engines_dataset(corpus, local_ray, request, tmp_path):
     sources = request.getfixturevalue("stdlib_corpus" if corpus == "stdlib" else "planted_corpus")
     local = small_prep_config(sources, tmp_path / "local")
     expected = prepare(local, show_progress=False)
@@ -58,7 +40,7 @@ def test_ray_with_one_and_two_workers_writes_the_local_engines_dataset(corpus, l
         assert expected["stats"]["duplicates"]["near"] > 50  # near dedup across inputs is exercised
     reference = dataset_files(tmp_path / "local")
     assert {"manifest.json", "duplicates.jsonl", "tokenizer.json", "train_00000.bin"} <= set(reference)
-    for workers in (1, 2):
+    for workers in (1, 2, 4):  # 4 tasks in flight on a 2-CPU Ray: the same partitions, queued
         config = small_prep_config(sources, tmp_path / f"ray{workers}")
         config.engine, config.ray.num_workers = "ray", workers
         manifest = prepare(config, show_progress=False)
@@ -82,7 +64,7 @@ def test_an_unreachable_ray_address_fails_in_one_line_and_writes_nothing(tmp_pat
 
 
 def test_a_task_whose_worker_is_killed_is_retried_and_the_dataset_is_unchanged(local_ray, stdlib_corpus, tmp_path):
-    """SIGKILL the first Ray worker seen running a documents task (Ray names the process ``ray::_run_group``):
+    """SIGKILL the first Ray worker seen running a documents task (Ray names the process ``ray::_run_task``):
     Ray retries the task on another worker, the dead one's partial files are never renamed into place, and the
     dataset equals the local engine's."""
     import os
@@ -101,7 +83,7 @@ def test_a_task_whose_worker_is_killed_is_retried_and_the_dataset_is_unchanged(l
     thread.start()
     while thread.is_alive() and killed is None:
         for process in psutil.process_iter(["pid", "cmdline"]):
-            if any("ray::_run_group" in part for part in process.info["cmdline"] or []):
+            if any("ray::_run_task" in part for part in process.info["cmdline"] or []):
                 os.kill(process.info["pid"], signal.SIGKILL)
                 killed = process.info["pid"]
                 break
