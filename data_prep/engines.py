@@ -41,6 +41,12 @@ class RayConfig:
     """Deduplication shuffle: records (one per document and LSH band, 32 bytes each) per partition, which is
     what one reduce task holds in memory; the number of partitions follows from the corpus."""
 
+    def __post_init__(self) -> None:
+        if int(self.num_workers) < 0:
+            raise DataPrepError(f"ray.num_workers must be 0 (the cluster's CPUs) or more, got {self.num_workers}")
+        if int(self.partition_records) < 1:
+            raise DataPrepError(f"ray.partition_records must be at least 1, got {self.partition_records}")
+
 
 def require_ray():
     try:

@@ -121,3 +121,11 @@ def test_band_keys_are_equal_exactly_when_a_bands_values_are():
     assert keys[3, 0] != keys[0, 1]
     flat = keys.ravel()
     assert np.unique(flat).size == flat.size - 2  # no other equal keys among 800
+
+
+def test_a_bad_partition_size_is_refused_in_one_line():
+    from data_prep.config import DataPrepConfig
+    from data_prep.errors import DataPrepError
+
+    with pytest.raises(DataPrepError, match=r"^ray.partition_records must be at least 1, got 0$"):
+        DataPrepConfig.from_dict({"ray": {"partition_records": 0}})
