@@ -20,7 +20,7 @@ finalize (the driver, with locate tasks)
     writes the keep masks, ``duplicates.jsonl`` (in pipeline order) and the counts, exactly as the single
     process path does. The driver holds only the removed documents' (ordinal, partner) pairs.
 
-Work files live in ``work/dedup.<fp>/shuffle-<partitions>/``; each map group and reduce partition has its own
+Work files live in ``work/dedup.<fp>/shuffle/p<partitions>/``; each map group and reduce partition has its own
 completion marker, so a driver killed mid-shuffle resumes where it stopped. The directory is removed at the end.
 """
 
@@ -317,6 +317,19 @@ def merge_partitions(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return ordinal[order], partner[order], kind[order], copies_nonempty
 
 
+def surviving_documents(ordinal: np.ndarray, partner: np.ndarray) -> np.ndarray:
+    """For each removed document (``ordinal`` ascending), the kept document its chain of partners leads to, by
+    pointer jumping over numpy arrays (log of the longest chain passes; no per-document Python objects)."""
+    kept = partner.copy()
+    while ordinal.size:
+        at = np.minimum(np.searchsorted(ordinal, kept), ordinal.size - 1)
+        removed = ordinal[at] == kept
+        if not removed.any():
+            break
+        kept[removed] = kept[at[removed]]
+    return kept
+
+
 def locate(jsonl: str, first: int, ordinals: list[int]) -> list[tuple[str, int]]:
     """(source, position) of the given ordinals (ascending) of one input's documents file."""
     wanted = iter(ordinals)
@@ -345,10 +358,7 @@ def run_shuffle_dedup(spec: ShuffleSpec, engine, audit_path: Path, show: bool) -
     with tqdm(total=spec.partitions, desc="dedup reduce", unit="part", disable=not show) as bar:
         paths = engine.run_tasks(reduce_partition, [(spec, p) for p in range(spec.partitions)], directory, bar.update)
     ordinal, partner, kind, copies_nonempty = merge_partitions(paths)
-    survivor: dict[int, int] = {}
-    for o, p in zip(ordinal.tolist(), partner.tolist()):
-        survivor[o] = survivor.get(p, p)
-    kept = np.fromiter((survivor[o] for o in ordinal.tolist()), dtype=np.int64, count=ordinal.size)
+    kept = surviving_documents(ordinal, partner)
     needed = np.unique(np.concatenate([ordinal, partner, kept]))
     owner, _ = spec.rows(needed)
     bounds = _group_starts(owner)
