@@ -4,7 +4,6 @@ what a document and its ``position`` are, and how bad input is counted or report
 from __future__ import annotations
 
 import codecs
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -12,14 +11,11 @@ from pathlib import Path
 
 from data_prep.errors import DataPrepError
 from data_prep.read.compression import STREAM_BUFFER_BYTES, open_input, require_module
+from data_prep.read.json_array import JsonRecords, restore
 from data_prep.read.sources import HF_PREFIX, Document, Input, ReadConfig, ReadStats, is_saved_dataset
 
 # A file whose first bytes contain NUL is binary (the same heuristic git and grep use).
 BINARY_SNIFF_BYTES = 8192
-# Characters read at a time from a JSON file; a record longer than this is parsed after further reads.
-JSON_READ_CHARS = 1 << 20
-# A JSON array record that is still incomplete at this size is treated as invalid JSON, not read to the end.
-MAX_JSON_RECORD_CHARS = 1 << 28
 # Rows per record batch read from Parquet files and saved datasets.
 PARQUET_BATCH_ROWS = 1024
 
@@ -128,113 +124,23 @@ def _read_jsonl(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Doc
             yield Document(text=text, source=item.path, position=line_number)
 
 
-# Lone surrogates: bytes that were not valid UTF-8 (decoded with "surrogateescape") or bad \\uD800 escapes.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _repair_surrogates(text: str, stats: ReadStats) -> str:
-    if text.isascii() or not _SURROGATE.search(text):
-        return text
-    stats.invalid_utf8_documents += 1
-    return _SURROGATE.sub("\ufffd", text)
-
-
 def _read_json(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Document]:
     if _is_binary(item):
         stats.binary_files_skipped += 1
         return
-    with open_input(item, stats) as stream:
-        # surrogateescape keeps invalid bytes as lone surrogates, so each record is repaired (and counted) alone.
-        text_stream = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape")
-        for index, record in _JsonRecords(text_stream, item.path):
-            text = _record_text(record, read, f"'{item.path}' record {index}", stats)
-            if text is not None:
-                yield Document(text=_repair_surrogates(text, stats), source=item.path, position=index)
+    counted = stats.bytes
 
+    def restart() -> None:  # the repair path reads the file again from its start
+        stats.bytes = counted
 
-class _JsonRecords:
-    """Iterates ``(index, record)`` over a top-level JSON array read in chunks: each element is parsed by the
-    standard library's C decoder (``raw_decode``) once it is complete in the buffer, so memory holds about one
-    chunk plus one record. A top-level object is read whole and yielded as record 0."""
-
-    _WHITESPACE = re.compile(r"[ \t\n\r]*")
-
-    def __init__(self, stream: io.TextIOBase, path: str) -> None:
-        self._stream, self._path = stream, path
-        self._decoder = json.JSONDecoder()
-        self._buffer, self._pos, self._eof = "", 0, False
-
-    def _read_more(self) -> bool:
-        """Append a chunk (at least as long as what is pending, so a long record takes few re-parses)."""
-        if self._eof:
-            return False
-        pending = len(self._buffer) - self._pos
-        data = self._stream.read(max(JSON_READ_CHARS, pending))
-        self._buffer, self._pos = self._buffer[self._pos :] + data, 0
-        self._eof = not data
-        return bool(data)
-
-    def _peek(self) -> str:
-        """The next non-whitespace character ('' at the end of the file)."""
-        while True:
-            self._pos = self._WHITESPACE.match(self._buffer, self._pos).end()
-            if self._pos < len(self._buffer) or not self._read_more():
-                return self._buffer[self._pos : self._pos + 1]
-
-    def _error(self, what: str) -> DataPrepError:
-        return DataPrepError(f"'{self._path}' {what}; fix the file (a JSON array of records, or one record)")
-
-    def _value(self, index: int):
-        while True:
-            try:
-                value, end = self._decoder.raw_decode(self._buffer, self._pos)
-                # A value that reaches the end of the buffer may continue in the next chunk (a number).
-                if end < len(self._buffer) or self._eof:
-                    self._pos = end
-                    return value
-            except json.JSONDecodeError as error:
-                if self._eof or not self._maybe_cut_off(error):
-                    raise self._error(f"record {index}: invalid JSON ({error.msg})") from error
-                if len(self._buffer) - self._pos > MAX_JSON_RECORD_CHARS:
-                    raise self._error(
-                        f"record {index}: invalid JSON or longer than {MAX_JSON_RECORD_CHARS:,} characters"
-                    ) from error
-            self._read_more()
-
-    def _maybe_cut_off(self, error: json.JSONDecodeError) -> bool:
-        """Whether the error can come from the record continuing past the buffer (then read on) rather than from
-        invalid JSON (then fail now, without reading the rest of the file): an unterminated string, or an
-        error within the last few characters (a cut six-character ``\\u`` escape is the longest such tail)."""
-        return error.msg.startswith("Unterminated string") or error.pos >= len(self._buffer) - 6
-
-    def __iter__(self) -> Iterator[tuple[int, object]]:
-        first = self._peek()
-        if first == "{":
-            while self._read_more():
-                pass
-            yield 0, self._value(0)
-        elif first == "[":
-            self._pos += 1
-            if self._peek() == "]":
-                self._pos += 1
-            else:
-                index = 0
-                while True:
-                    self._peek()
-                    yield index, self._value(index)
-                    separator = self._peek()
-                    self._pos += 1
-                    if separator == "]":
-                        break
-                    if separator != ",":
-                        found = repr(separator) if separator else "the end of the file"
-                        raise self._error(f"record {index}: expected ',' or ']' after it, found {found}")
-                    index += 1
-        else:
-            found = repr(first) if first else "an empty file"
-            raise self._error(f"is not a JSON array or object (starts with {found})")
-        if self._peek():
-            raise self._error("has data after the top-level JSON value")
+    for index, record, marked in JsonRecords(item.path, lambda: open_input(item, stats), restart):
+        text = _record_text(record, read, f"'{item.path}' record {index}", stats)
+        if text is None:
+            continue
+        if marked:  # from a file with invalid UTF-8 or lone surrogate escapes
+            text, replaced = restore(text)
+            stats.invalid_utf8_documents += replaced
+        yield Document(text=text, source=item.path, position=index)
 
 
 def _check_string_column(type_, path: str, column: str) -> None:

@@ -32,7 +32,8 @@ needs the network); ``hf:PATH`` with an existing local directory loads it with `
 saved dataset, else with ``load_dataset(PATH, streaming=True)`` (a folder of data files).
 
 Streaming: every reader holds a bounded amount in memory whatever the size of the input (JSON Lines and
-paragraphs line by line through the decompressor, JSON arrays record by record with an incremental parser,
+paragraphs line by line through the decompressor, JSON arrays record by record with ijson (see
+:mod:`data_prep.read.json_array`),
 Parquet by record batches, WARC record by record, datasets row batch by row batch), except two cases that
 must hold one whole document: a text file read as one document, and a JSON file whose top level is one object.
 

@@ -9,7 +9,7 @@ import pytest
 
 from data_prep.config import ReadConfig
 from data_prep.errors import DataPrepError
-from data_prep.read import compression, readers, sources
+from data_prep.read import compression, json_array, sources
 from data_prep.read.readers import read_input
 from data_prep.read.sources import (
     ReadStats,
@@ -85,7 +85,7 @@ def test_first_document_of_a_large_compressed_jsonl_is_read_without_reading_the_
 
 def test_whole_large_inputs_stream_in_bounded_memory(tmp_path, monkeypatch):
     monkeypatch.setattr(compression, "STREAM_BUFFER_BYTES", 1 << 16)
-    monkeypatch.setattr(readers, "JSON_READ_CHARS", 1 << 16)
+    monkeypatch.setattr(json_array, "JSON_READ_BYTES", 1 << 16)
     path, size = big_jsonl_gz(tmp_path / "big.jsonl.gz", records=100_000)
     array_path = tmp_path / "big.json.gz"
     with gzip.open(path) as source, gzip.open(array_path, "wb", compresslevel=1) as target:

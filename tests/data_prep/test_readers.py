@@ -12,7 +12,7 @@ import pytest
 
 from data_prep.config import ReadConfig
 from data_prep.errors import DataPrepError
-from data_prep.read import compression, readers
+from data_prep.read import compression, json_array, readers
 from data_prep.read.readers import read_input
 from data_prep.read.sources import (
     Input,
@@ -108,7 +108,9 @@ def test_json_array_records_carry_their_index(tmp_path):
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64])
 def test_json_array_parser_handles_records_split_across_reads(tmp_path, monkeypatch, chunk):
-    monkeypatch.setattr(readers, "JSON_READ_CHARS", chunk)
+    monkeypatch.setattr(json_array, "JSON_READ_BYTES", chunk)
+    # Valid files stay on ijson's fast path, escaped surrogate pairs (the emoji below) included.
+    monkeypatch.setattr(json_array, "_Repairing", None)
     records = [{"text": f'record {i} \\ " \u00e9 \U0001f600', "n": 10**i} for i in range(12)]
     path = write(tmp_path / "r.json", " \n[" + " ,\n ".join(json.dumps(r) for r in records) + "]\n")
     documents, _ = read_all([path])
@@ -131,15 +133,78 @@ def test_json_invalid_utf8_is_repaired_per_record(tmp_path):
     assert stats.invalid_utf8_documents == 2
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 7, 64, 1 << 16])
+def test_json_lone_surrogates_and_invalid_bytes_restart_on_the_repair_path(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(json_array, "JSON_READ_BYTES", chunk)
+    good = [json.dumps({"text": f"good {i} \U0001f600"}) for i in range(40)]
+    cases = [  # (record as written, its text as read, counted as invalid)
+        (b'{"text": "high \\ud800 alone"}', "high \ufffd alone", True),
+        (b'{"text": "low \\udc00 alone"}', "low \ufffd alone", True),
+        (b'{"text": "byte \xe9 here \xff\xfe"}', "byte \ufffd here \ufffd\ufffd", True),
+        (b'{"text": "pair \\ud83d\\ude00 fine", "n": 1.5}', "pair \U0001f600 fine", False),
+        (b'{"text": "fast \xef\xb7\x90"}', "fast \ufdd0", False),  # U+FDD0 on the fast path
+        # On the repair path (the invalid byte): U+FDD0 raw and escaped, an escaped backslash before "ud800",
+        # and an escape after a run of escaped backslashes.
+        (b'{"text": "mark \xef\xb7\x90r \\uFDD0r \\ufdd0g \xe9"}', "mark \ufdd0r \ufdd0r \ufdd0g \ufffd", True),
+        (b'{"text": "literal \\\\ud800 \xe9"}', "literal \\ud800 \ufffd", True),
+        (b'{"text": "literal pair \\\\ud800\\udc00"}', "literal pair \\ud800\ufffd", True),
+        (b'{"text": "run ' + b"\\" * 7 + b'ud800 x"}', "run " + "\\" * 3 + "\ufffd x", True),
+        (b'{"text": "long run ' + b"\\" * 31 + b'ud800 x"}', "long run " + "\\" * 15 + "\ufffd x", True),
+    ]
+    for index, (record, text, counted) in enumerate(cases):
+        content = [line.encode() for line in good]
+        content.insert(20, record)
+        path = write(tmp_path / f"r{index}.json", b"[" + b",\n".join(content) + b"]")
+        documents, stats = read_all([path])
+        texts = [f"good {i} \U0001f600" for i in range(40)]
+        texts.insert(20, text)
+        assert [d.text for d in documents] == texts, record
+        assert [d.position for d in documents] == list(range(41))
+        assert stats.invalid_utf8_documents == counted
+        assert stats.bytes == path.stat().st_size  # the restart does not count the first pass's bytes twice
+
+
+def test_json_invalid_byte_after_a_backslash_is_an_invalid_escape(tmp_path):
+    path = write(tmp_path / "r.json", b'[{"text": "a"}, {"text": "bad \\\xe9 escape"}]')
+    with pytest.raises(
+        DataPrepError,
+        match=r"r.json' record 1: invalid JSON \(lexical error: inside a string, '\\' occurs before a character",
+    ):
+        read_all([path])
+
+
+def test_json_errors_on_the_repair_path_name_the_record(tmp_path):
+    path = write(tmp_path / "r.json", b'[{"text": "caf\xe9"}, {"text": "b"}, {"text": "c"} {"text": "d"}]')
+    with pytest.raises(DataPrepError, match=r"r.json' record 3: invalid JSON \(after array element"):
+        read_all([path])
+
+
+def test_json_record_longer_than_the_limit_fails_without_reading_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(compression, "STREAM_BUFFER_BYTES", 1000)
+    monkeypatch.setattr(json_array, "MAX_JSON_RECORD_BYTES", 1000)
+    monkeypatch.setattr(json_array, "JSON_READ_BYTES", 100)
+    path = write(tmp_path / "r.json", '[{"text": "short"}, {"text": "never closed ' + "x" * 100_000 + "]")
+    stats = ReadStats()
+    with pytest.raises(DataPrepError, match=r"r.json' record 1: invalid JSON or longer than 1,000 bytes"):
+        list(read_input(input_for_path(path), ReadConfig(), stats))
+    assert stats.bytes < 3000
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
         ('[{"text": "a"}, {"body": "b"}]', r"r.json' record 1: no 'text' field; set read.text_field"),
-        ('[{"text": "a"}, {"text": "b"', r"r.json' record 1: invalid JSON \(Expecting ',' delimiter\)"),
-        ('[{"text": "a"}, {"text": "b"}', r"r.json' record 1: expected ',' or ']' after it, found the end of the file"),
-        ('[{"text": "a"}, {"text": "b}]', r"r.json' record 1: invalid JSON \(Unterminated string"),
-        ('[{"text": "a"} {"text": "b"}]', r"r.json' record 0: expected ',' or ']' after it, found '\{'"),
-        ('[{"text": "a"},]', r"r.json' record 1: invalid JSON \(Expecting value\)"),
+        (
+            '[{"text": "a"}, {"text": "b"',
+            r"r.json' is cut off inside record 1 or before its closing '\]' \(premature EOF\)",
+        ),
+        ('[{"text": "a"}, {"text": "b"}', r"r.json' is cut off inside record 2 or before its closing '\]'"),
+        ('[{"text": "a"}, {"text": "b}]', r"r.json' is cut off inside record 1"),
+        (
+            '[{"text": "a"} {"text": "b"}]',
+            r"r.json' record 1: invalid JSON \(after array element, I expect ',' or '\]'\)",
+        ),
+        ('[{"text": "a"},]', r"r.json' record 1: invalid JSON \(unallowed token"),
         ('"just a string"', r"r.json' is not a JSON array or object \(starts with '\"'\)"),
         ("", r"r.json' is not a JSON array or object \(starts with an empty file\)"),
         ('[{"text": "a"}] []', r"r.json' has data after the top-level JSON value"),
@@ -154,11 +219,11 @@ def test_bad_json_names_the_file_and_record(tmp_path, content, message):
 
 
 def test_invalid_json_mid_file_fails_without_reading_to_the_end(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "JSON_READ_CHARS", 64)
+    monkeypatch.setattr(json_array, "JSON_READ_BYTES", 64)
     records = ",".join(json.dumps({"text": "x" * 10}) for _ in range(20_000))
     path = write(tmp_path / "r.json", '[{"text": "a"}, {"text": nope}, ' + records + "]")
     stats = ReadStats()
-    with pytest.raises(DataPrepError, match=r"record 1: invalid JSON \(Expecting value\)"):
+    with pytest.raises(DataPrepError, match=r"record 1: invalid JSON \(lexical error: invalid string"):
         list(read_input(input_for_path(path), ReadConfig(), stats))
     assert stats.bytes < compression.STREAM_BUFFER_BYTES + 64
 
