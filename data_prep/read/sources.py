@@ -33,9 +33,9 @@ saved dataset, else with ``load_dataset(PATH, streaming=True)`` (a folder of dat
 
 Streaming: every reader holds a bounded amount in memory whatever the size of the input (JSON Lines and
 paragraphs line by line through the decompressor, JSON arrays record by record with ijson (see
-:mod:`data_prep.read.json_array`),
-Parquet by record batches, WARC record by record, datasets row batch by row batch), except two cases that
-must hold one whole document: a text file read as one document, and a JSON file whose top level is one object.
+:mod:`data_prep.read.json_array`), Parquet by record batches, WARC record by record, datasets row batch by row
+batch), except two cases that must hold one whole document: a text file read as one document, and a JSON file
+whose top level is one object.
 
 Bad input is never lost silently: binary files (a NUL byte in the first 8 KiB, after decompression) are
 skipped and counted; invalid UTF-8 is replaced by U+FFFD and the document counted; records whose text is null
