@@ -54,3 +54,5 @@ class DataPrepConfig:
 
 # Keys that change where or how fast output is written, never what is written.
 NON_SEMANTIC_KEYS = ("output_dir", "num_workers", "engine", "ray")
+# read.part_mb splits large files into tasks; the dataset is the same whatever it is.
+NON_SEMANTIC_READ_KEYS = ("part_mb",)

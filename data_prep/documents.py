@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from data_prep.batching import batched
 from data_prep.config import DataPrepConfig
 from data_prep.process import ParallelProcessor, ProcessedBatch
-from data_prep.read.readers import read_input
+from data_prep.read.readers import count_newlines, read_input
 from data_prep.read.sources import Document, Input, ReadStats
 from data_prep.workdir import (
     atomic_path,
@@ -68,12 +68,30 @@ def run_documents_stage(config, inputs, directory, per_input_fp, report, show: b
     )
     if todo:
         job = partial(process_input, config, directory, per_input_fp)
-        engine.run_inputs(job, todo, processor_args, progress.update)
+        engine.run_inputs(job, number_parts(todo, inputs, engine, directory), processor_args, progress.update)
     report.engine = {"name": engine.name, "workers": engine.workers}
     progress.close()
     for item in inputs:
         stats = read_json(DocumentsFile(directory, item.id, per_input_fp[item.id]).stats)
         report.add_read(stats["read"], stats["removed"], stats["kept"], stats["kept_bytes"])
+
+
+def number_parts(todo: list[Input], inputs: list[Input], engine, directory: Path) -> list[Input]:
+    """``todo`` with each part of a large file given its first line number: the line breaks before it, counted
+    by one engine task per part of that file (so positions stay the file's line numbers)."""
+    files = {item.path for item in todo if not item.first_part}
+    if not files:
+        return todo
+    parts = [item for item in inputs if item.path in files]  # every part of those files, in file order
+    ranges = [(item.path, max(item.byte_range[0] - 1, 0), item.byte_range[1] - 1) for item in parts]
+    counts = engine.run_tasks(count_newlines, ranges, directory, lambda *_: None)
+    first_lines, before = {}, {}
+    for item, count in zip(parts, counts):
+        # Line breaks before byte start - 1 end the lines that start before the part; the next line is its first.
+        seen = before.get(item.path, 0)
+        first_lines[item.id] = 1 if item.first_part else seen + 2
+        before[item.path] = seen + count
+    return [replace(item, first_line=first_lines.get(item.id, item.first_line)) for item in todo]
 
 
 def process_input(config: DataPrepConfig, directory: Path, per_input_fp: dict, item: Input, pool) -> None:

@@ -103,6 +103,23 @@ def _documents_group(job: Callable[..., None], processor_args: tuple, items: lis
     return len(items)
 
 
+def task_groups(items: list, size: int) -> list[list]:
+    """Consecutive groups of at most ``size`` inputs, except that a part of a large file (``byte_range``) is a
+    group alone: it is already about ``read.part_mb`` of work."""
+    groups: list[list] = []
+    current: list = []
+    for item in items:
+        if getattr(item, "byte_range", None) is not None:
+            groups.extend([current, [item]] if current else [[item]])
+            current = []
+            continue
+        current.append(item)
+        if len(current) == size:
+            groups.append(current)
+            current = []
+    return [*groups, current] if current else groups
+
+
 def _run_task(function: Callable, args: tuple, directory: str) -> tuple[object, int]:
     """A Ray task: ``function(*args)`` in this worker process. Returns (its result, this worker's peak resident
     memory in bytes so far)."""
@@ -156,7 +173,7 @@ class RayEngine:
 
     def map_groups(self, function: Callable[..., int], items: list, directory: Path, advance: Callable) -> None:
         """``function(group, None)`` as one Ray task per group of ``RAY_INPUTS_PER_TASK`` items."""
-        groups = [(items[i : i + RAY_INPUTS_PER_TASK], None) for i in range(0, len(items), RAY_INPUTS_PER_TASK)]
+        groups = [(group, None) for group in task_groups(items, RAY_INPUTS_PER_TASK)]
         self.run_tasks(function, groups, directory, advance, advance_by_result=True)
 
     def run_tasks(

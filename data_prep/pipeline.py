@@ -21,13 +21,13 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from data_prep.config import NON_SEMANTIC_KEYS, DataPrepConfig
+from data_prep.config import NON_SEMANTIC_KEYS, NON_SEMANTIC_READ_KEYS, DataPrepConfig
 from data_prep.dedup.minhash import SIGNATURE_FIELDS
 from data_prep.dedup.stage import DUPLICATES_FILE, run_dedup_stage
 from data_prep.documents import DocumentsFile, run_documents_stage
 from data_prep.engines import make_engine
 from data_prep.errors import DataPrepError
-from data_prep.read.sources import Input, list_inputs
+from data_prep.read.sources import Input, list_files, split_into_parts
 from data_prep.report import Report
 from data_prep.split import TRAIN
 from data_prep.tokens.shards import (
@@ -65,8 +65,9 @@ def _stage_fingerprints(config: DataPrepConfig, inputs: list[Input]) -> dict:
     near = config.dedup.near
     # The MinHash signatures are computed in the documents stage; threshold and bands/rows only matter to dedup.
     signature_keys = {k: getattr(near, k) for k in SIGNATURE_FIELDS} if near.enabled else None
-    documents = fingerprint(FORMAT_VERSION, config.read, config.clean, config.filters, signature_keys)
-    per_input = {item.id: fingerprint(documents, _input_identity(item)) for item in inputs}
+    read = {k: v for k, v in asdict(config.read).items() if k not in NON_SEMANTIC_READ_KEYS}
+    documents = fingerprint(FORMAT_VERSION, read, config.clean, config.filters, signature_keys)
+    per_input = {item.id: fingerprint(documents, _input_identity(item), item.byte_range) for item in inputs}
     dedup = fingerprint(sorted(per_input.items()), config.dedup)
     pretrained = config.tokenizer.pretrained
     pretrained_files = _input_identity_of_path(Path(pretrained)) if pretrained else None
@@ -107,9 +108,15 @@ def _finished_dataset(output: Path, expected: str) -> dict | None:
 def prepare(config: DataPrepConfig, show_progress: bool = True) -> dict:
     """Prepare ``config.output_dir`` (or reuse it when already finished) and return its manifest."""
     output = Path(config.output_dir)
-    inputs = list_inputs(config.sources, config.read)
+    files = list_files(config.sources, config.read)
+    inputs = [part for item in files for part in split_into_parts(item, config.read.part_mb)]
     fingerprints = _stage_fingerprints(config, inputs)
-    manifest = _finished_dataset(output, fingerprints["shards"])
+    # The finished dataset's identity: that of the whole files, since the parts large files are read in change
+    # the work files but not the dataset.
+    fingerprints["dataset"] = (
+        fingerprints["shards"] if inputs == files else _stage_fingerprints(config, files)["shards"]
+    )
+    manifest = _finished_dataset(output, fingerprints["dataset"])
     if manifest is not None:
         print(f"data_prep: reusing finished dataset in {output} (same config and inputs)")
         return manifest
@@ -153,7 +160,7 @@ def _run_stages(config, inputs, fingerprints, output: Path, show: bool, work: Pa
     report.stages["documents"]["seconds"] = round(report.stages["documents"]["seconds"] + started, 3)
     if report.documents_kept_before_dedup == 0:
         raise DataPrepError(
-            f"no documents left after reading, cleaning and filtering {len(inputs)} input(s) from {config.sources} "
+            f"no documents left after reading, cleaning and filtering {len({item.path for item in inputs})} input(s) from {config.sources} "
             f"({report.read['documents']} read, removed by filter: {dict(report.removed) or 'none'}); "
             "check the sources, clean.min_chars and the filters' thresholds"
         )
@@ -204,6 +211,8 @@ def _run_stages(config, inputs, fingerprints, output: Path, show: bool, work: Pa
     semantic_config = {k: v for k, v in config.to_dict().items() if k not in NON_SEMANTIC_KEYS}
     for key in REPORT_ONLY_TOKENIZER_KEYS:
         semantic_config["tokenizer"].pop(key)
+    for key in NON_SEMANTIC_READ_KEYS:
+        semantic_config["read"].pop(key)
     report.tokenizer = tokenizer_report(config, inputs, kept_documents, split_info, show)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -218,9 +227,9 @@ def _run_stages(config, inputs, fingerprints, output: Path, show: bool, work: Pa
         },
         "splits": split_info,
         "sources": list(config.sources),
-        "inputs": len(inputs),
+        "inputs": len({item.path for item in inputs}),  # the parts of a large file are one input
         "stats": report.counts(),
-        "fingerprint": fingerprints["shards"],
+        "fingerprint": fingerprints["dataset"],
         "config": semantic_config,
     }
     write_json_atomic(output / REPORT_FILE, report.as_dict())

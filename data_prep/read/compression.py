@@ -37,6 +37,14 @@ class _GuardedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:  # an uncompressed file (a part of a large JSON Lines file starts mid-file)
+        return isinstance(self._inner, io.FileIO)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if not self.seekable():
+            raise io.UnsupportedOperation("seek")
+        return self._inner.seek(offset, whence)
+
     def readinto(self, buffer) -> int:
         try:
             count = self._inner.readinto(buffer)

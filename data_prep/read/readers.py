@@ -45,7 +45,7 @@ def read_input(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Docu
     }
     if item.kind not in readers:
         raise DataPrepError(f"input '{item.path}' has unknown kind '{item.kind}'; expected one of {sorted(readers)}")
-    stats.files += 1
+    stats.files += item.first_part
     for document in readers[item.kind](item, read, stats):
         stats.documents += 1
         yield document
@@ -102,26 +102,64 @@ def _record_text(record, read: ReadConfig, where: str, stats: ReadStats) -> str 
 
 def _read_jsonl(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Document]:
     if _is_binary(item):
-        stats.binary_files_skipped += 1
+        stats.binary_files_skipped += item.first_part
         return
-    with open_input(item, stats) as stream:
-        for line_number, raw_line in enumerate(stream, start=1):
-            if not raw_line.strip():
-                continue
-            where = f"'{item.path}' line {line_number}"
-            try:
-                line, repaired = raw_line.decode("utf-8"), False
-            except UnicodeDecodeError:
-                line, repaired = raw_line.decode("utf-8", errors="replace"), True
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataPrepError(f"{where}: invalid JSON ({error.msg}); fix or remove the line") from error
-            text = _record_text(record, read, where, stats)
-            if text is None:
-                continue
-            stats.invalid_utf8_documents += repaired
-            yield Document(text=text, source=item.path, position=line_number)
+    for line_number, raw_line in _jsonl_lines(item, stats):
+        if not raw_line.strip():
+            continue
+        where = f"'{item.path}' line {line_number}"
+        try:
+            line, repaired = raw_line.decode("utf-8"), False
+        except UnicodeDecodeError:
+            line, repaired = raw_line.decode("utf-8", errors="replace"), True
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataPrepError(f"{where}: invalid JSON ({error.msg}); fix or remove the line") from error
+        text = _record_text(record, read, where, stats)
+        if text is None:
+            continue
+        stats.invalid_utf8_documents += repaired
+        yield Document(text=text, source=item.path, position=line_number)
+
+
+def _jsonl_lines(item: Input, stats: ReadStats) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of a JSON Lines input; of a part (``item.byte_range``), the lines that start in
+    its range, numbered from ``item.first_line``, their bytes counted here."""
+    if item.byte_range is None:
+        with open_input(item, stats) as stream:
+            yield from enumerate(stream, start=1)
+        return
+    start, end = item.byte_range
+    with open_input(item) as stream:  # bytes counted per line below: not the skipped partial line
+        position = 0
+        if start > 0:
+            stream.seek(start - 1)  # the line that starts before the part is the previous part's
+            position = start - 1 + len(stream.readline())
+        line_number = item.first_line
+        while position < end:
+            line = stream.readline()
+            if not line:
+                return
+            stats.bytes += len(line)
+            yield line_number, line
+            line_number += 1
+            position += len(line)
+
+
+def count_newlines(path: str, start: int, end: int) -> int:
+    """Line breaks in bytes ``[start, end)`` of a file: what a part needs to number its lines."""
+    count = 0
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            data = handle.read(min(remaining, STREAM_BUFFER_BYTES))
+            if not data:
+                break
+            count += data.count(b"\n")
+            remaining -= len(data)
+    return count
 
 
 def _read_json(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Document]:

@@ -52,7 +52,7 @@ import hashlib
 import os
 import re
 import sysconfig
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -86,8 +86,14 @@ class ReadConfig:
     html_preserve_formatting: bool = True
     """WARC: keep line breaks between paragraphs, headings and list items of an HTML page (``False`` joins all
     text into one line)."""
+    part_mb: float = 256.0
+    """Uncompressed JSON Lines files larger than this many MB are read as parts of about this size (byte ranges
+    cut at line ends), each its own task on the Ray engine; 0 reads every file whole. The dataset is the same
+    whatever the size (positions stay line numbers), so this key changes no fingerprint."""
 
     def __post_init__(self) -> None:
+        if not float(self.part_mb) >= 0:
+            raise DataPrepError(f"read.part_mb must be 0 (read files whole) or more, got {self.part_mb}")
         if self.split_documents not in SPLIT_MODES:
             raise DataPrepError(
                 f"read.split_documents is '{self.split_documents}'; expected one of {list(SPLIT_MODES)}"
@@ -142,6 +148,17 @@ class Input:
     kind: InputKind
     compression: str | None = None
     """``gzip``, ``zstd``, ``bzip2``, ``xz`` or ``None``."""
+    byte_range: tuple[int, int] | None = None
+    """A part of a large uncompressed JSON Lines file (``read.part_mb``): the lines that start in
+    ``[start, end)``. ``None``: the whole input."""
+    first_line: int = 1
+    """A part's first line number (the documents stage counts the lines before it), so positions stay the
+    file's line numbers."""
+
+    @property
+    def first_part(self) -> bool:
+        """Whether this input starts its file: what is counted once per file (files, binary skips) counts here."""
+        return self.byte_range is None or self.byte_range[0] == 0
 
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bzip2", ".xz": "xz"}
@@ -163,6 +180,11 @@ def expand_variables(source: str) -> str:
 
 # -- listing inputs --------------------------------------------------------------------------------------------
 def list_inputs(sources: list[str], read: ReadConfig) -> list[Input]:
+    """The inputs of :func:`list_files`, large files as their parts (``read.part_mb``), in order."""
+    return [part for item in list_files(sources, read) for part in split_into_parts(item, read.part_mb)]
+
+
+def list_files(sources: list[str], read: ReadConfig) -> list[Input]:
     """Resolve ``sources`` to inputs, sorted by path and de-duplicated (a file named twice, by any path, is one
     input); raise if a source yields nothing."""
     if not sources:
@@ -178,6 +200,20 @@ def list_inputs(sources: list[str], read: ReadConfig) -> list[Input]:
         for item in found:
             inputs.setdefault(item.id, item)
     return sorted(inputs.values(), key=lambda item: item.path)
+
+
+def split_into_parts(item: Input, part_mb: float) -> list[Input]:
+    """An uncompressed JSON Lines file over ``part_mb`` MB as consecutive byte ranges of about that size (each
+    reads the lines that start in it); any other input as itself."""
+    if item.kind != "jsonl" or item.compression is not None or not part_mb:
+        return [item]
+    size = os.path.getsize(item.path)
+    part_bytes = max(1, round(part_mb * 1e6))
+    if size <= part_bytes:
+        return [item]
+    count = -(-size // part_bytes)
+    bounds = [size * k // count for k in range(count + 1)]
+    return [replace(item, id=f"{item.id}-part{k:05d}", byte_range=(bounds[k], bounds[k + 1])) for k in range(count)]
 
 
 def _inputs_of_source(raw: str, read: ReadConfig) -> list[Input]:

@@ -1,6 +1,7 @@
 """``--engine ray``: the documents, dedup (a shuffle) and tokens stages as Ray tasks on a local 2-CPU Ray write,
-with 1, 2 and 4 workers, the same dataset as the local engine, byte for byte (shards, tokenizer, manifest,
-duplicates.jsonl) and with the same counts, on the stdlib corpus and on the accuracy benchmark's planted near-duplicates; an unreachable
+with 1, 2 and 4 workers (and with every input read as byte-range parts), the same dataset as the local engine,
+byte for byte (shards, tokenizer, manifest, duplicates.jsonl) and with the same counts, on the stdlib corpus
+and on the accuracy benchmark's planted near-duplicates; an unreachable
 ``--ray.address`` fails in one line and leaves nothing behind."""
 
 from __future__ import annotations
@@ -40,13 +41,19 @@ def test_ray_with_one_two_and_four_workers_writes_the_local_engines_dataset(corp
         assert expected["stats"]["duplicates"]["near"] > 50  # near dedup across inputs is exercised
     reference = dataset_files(tmp_path / "local")
     assert {"manifest.json", "duplicates.jsonl", "tokenizer.json", "train_00000.bin"} <= set(reference)
-    for workers in (1, 2, 4):  # 4 tasks in flight on a 2-CPU Ray: the same partitions, queued
-        config = small_prep_config(sources, tmp_path / f"ray{workers}")
+    runs = [(1, None), (2, None), (4, None)]  # 4 tasks in flight on a 2-CPU Ray: the same partitions, queued
+    if corpus == "planted":  # and every input read as parts of about 1/5 of the smallest, each a task
+        runs.append((2, min(p.stat().st_size for p in sources.glob("*.jsonl")) / 5 / 1e6))
+    for workers, part_mb in runs:
+        name = f"ray{workers}" + ("-parts" if part_mb else "")
+        config = small_prep_config(sources, tmp_path / name)
         config.engine, config.ray.num_workers = "ray", workers
+        if part_mb:
+            config.read.part_mb = part_mb
         manifest = prepare(config, show_progress=False)
-        assert dataset_files(tmp_path / f"ray{workers}") == reference, f"{workers} worker(s)"
+        assert dataset_files(tmp_path / name) == reference, name
         assert manifest["stats"] == expected["stats"]
-        report = json.loads((tmp_path / f"ray{workers}" / "report.json").read_text())
+        report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["documents"] == json.loads((tmp_path / "local" / "report.json").read_text())["documents"]
 
 
