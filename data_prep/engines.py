@@ -121,10 +121,10 @@ def task_groups(items: list, size: int) -> list[list]:
 
 
 def _run_task(function: Callable, args: tuple, directory: str) -> tuple[object, int]:
-    """A Ray task: ``function(*args)`` in this worker process. Returns (its result, this worker's peak resident
-    memory in bytes so far)."""
-    import resource
-
+    """A Ray task: ``function(*args)`` in this worker process. Returns (its result, the worker's peak resident
+    memory in bytes while running it: on Linux the peak is reset first, so a long-lived worker's earlier tasks
+    do not count; elsewhere the process's peak so far)."""
+    reset = _reset_peak_rss()
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
         result = function(*args)
@@ -133,7 +133,30 @@ def _run_task(function: Callable, args: tuple, directory: str) -> tuple[object, 
             f"a Ray worker on {socket.gethostname()} cannot write to '{directory}' ({error.strerror or error}); "
             "output_dir must be on storage every node sees"
         ) from None
-    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return result, _peak_rss() if reset else _max_rss()
+
+
+def _reset_peak_rss() -> bool:
+    try:  # Linux: writing 5 to clear_refs resets VmHWM, the peak resident set size
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return _max_rss()
+
+
+def _max_rss() -> int:
+    import resource
+
+    return (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )  # Linux reports KiB (macOS bytes: an over-estimate)
 
 
 class RayEngine:
@@ -195,11 +218,14 @@ class RayEngine:
             done, _ = ray.wait(list(pending), num_returns=1)
             finished(done[0])
 
+        # Stored once: a function that carries data (a partial over the shuffle's spec, the stage's settings)
+        # would otherwise be copied into the object store for every task and mapped into every worker.
+        function_ref = ray.put(function) if arguments else None
         try:
             for index, args in enumerate(arguments):
                 while len(pending) >= self.workers:  # bounded: num_workers tasks in flight, whatever the inputs
                     wait_one()
-                pending[self._task.remote(function, args, str(directory))] = index
+                pending[self._task.remote(function_ref, args, str(directory))] = index
             while pending:
                 wait_one()
         except ray.exceptions.RayTaskError as error:

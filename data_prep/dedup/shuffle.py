@@ -30,6 +30,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -346,17 +347,23 @@ def locate(jsonl: str, first: int, ordinals: list[int]) -> list[tuple[str, int]]
     return found
 
 
+def locate_many(jobs: list[tuple[str, int, list[int]]]) -> list[list[tuple[str, int]]]:
+    """:func:`locate` for each ``(jsonl, first, ordinals)``."""
+    return [locate(*job) for job in jobs]
+
+
 def run_shuffle_dedup(spec: ShuffleSpec, engine, audit_path: Path, show: bool) -> dict:
     """The three steps on ``engine``; writes the audit. Returns ``counts`` (what the single-process path writes
     to ``done.json``) and ``masks`` (each input's keep mask, one at a time)."""
     groups = spec.groups()
     directory = Path(spec.directory)
     with tqdm(total=len(groups), desc="dedup map", unit="group", disable=not show) as bar:
-        nonempty = engine.run_tasks(
-            map_group, [(spec, g, group) for g, group in enumerate(groups)], directory, bar.update
-        )
+        # The spec goes with the function, which the Ray engine stores once for all the tasks.
+        nonempty = engine.run_tasks(partial(map_group, spec), list(enumerate(groups)), directory, bar.update)
     with tqdm(total=spec.partitions, desc="dedup reduce", unit="part", disable=not show) as bar:
-        paths = engine.run_tasks(reduce_partition, [(spec, p) for p in range(spec.partitions)], directory, bar.update)
+        paths = engine.run_tasks(
+            partial(reduce_partition, spec), [(p,) for p in range(spec.partitions)], directory, bar.update
+        )
     ordinal, partner, kind, copies_nonempty = merge_partitions(paths)
     kept = surviving_documents(ordinal, partner)
     needed = np.unique(np.concatenate([ordinal, partner, kept]))
@@ -366,9 +373,11 @@ def run_shuffle_dedup(spec: ShuffleSpec, engine, audit_path: Path, show: bool) -
         (spec.jsonl[owner[lo]], spec.first[owner[lo]], needed[lo:hi].tolist())
         for lo, hi in zip(bounds[:-1], bounds[1:])
     ]
-    with tqdm(total=len(jobs), desc="dedup audit", unit="input", disable=not show) as bar:
-        found = engine.run_tasks(locate, jobs, directory, bar.update)
-    location = dict(zip(needed.tolist(), (where for part in found for where in part)))
+    # A task per inputs_per_task inputs, not per input: thousands of tiny tasks cost more than their reads.
+    batches = [(jobs[i : i + spec.inputs_per_task],) for i in range(0, len(jobs), spec.inputs_per_task)]
+    with tqdm(total=len(batches), desc="dedup audit", unit="task", disable=not show) as bar:
+        found = engine.run_tasks(locate_many, batches, directory, bar.update)
+    location = dict(zip(needed.tolist(), (where for batch in found for part in batch for where in part)))
     with atomic_path(audit_path) as tmp, open(tmp, "w") as audit:
         for o, p, k, survivor_of in zip(ordinal.tolist(), partner.tolist(), kind.tolist(), kept.tolist()):
             _write_audit(audit, location[o], location[survivor_of], location[p], "exact" if k == 0 else "near")
