@@ -10,8 +10,8 @@ sees (a shared filesystem); a worker that cannot write there fails the run with 
 the directory.
 
 The tokens stage runs the same way (groups of inputs, each task loading the tokenizer from the work directory).
-Deduplication runs as a shuffle of Ray tasks (:mod:`data_prep.dedup.shuffle`); tokenizer training (on a sample)
-and shard packing run in the driver.
+Deduplication runs as a shuffle of Ray tasks (:mod:`data_prep.dedup.shuffle`), the shards stage as one task per
+shard (:mod:`data_prep.tokens.pack`); tokenizer training (on a sample) runs in the driver.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from data_prep.errors import DataPrepError
 from data_prep.read.sources import Input, list_files, split_into_parts
 from data_prep.report import Report
 from data_prep.split import TRAIN
+from data_prep.tokens.pack import pack_shards
 from data_prep.tokens.shards import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -37,7 +38,7 @@ from data_prep.tokens.shards import (
     read_manifest,
     sha256_file,
 )
-from data_prep.tokens.stage import KeptDocuments, pack_shards, run_tokens_stage, tokenizer_report, training_sample
+from data_prep.tokens.stage import KeptDocuments, run_tokens_stage, tokenizer_report, training_sample
 from data_prep.tokens.tokenizer import (
     HF_TOKENIZER_DIR,
     TOKENIZER_FILE,
@@ -191,11 +192,10 @@ def _run_stages(config, inputs, fingerprints, output: Path, show: bool, work: Pa
             inputs, kept_documents, tokenizer_file, eot, dtype, splits, tokens_dir, config, show, engine
         )
 
-    if getattr(engine, "peak_worker_rss", 0):  # Ray workers of the documents and tokens stages
-        report.engine["peak_worker_rss_mb"] = round(engine.peak_worker_rss / 1e6, 1)
-
     with report.stage("shards"):
-        split_info = pack_shards(parts, inputs, splits, dtype, tokens_dir, output, config)
+        split_info = pack_shards(parts, inputs, splits, dtype, tokens_dir, output, config, engine, show)
+    if getattr(engine, "peak_worker_rss", 0):  # the largest peak of any Ray task
+        report.engine["peak_worker_rss_mb"] = round(engine.peak_worker_rss / 1e6, 1)
     for split, info in split_info.items():
         report.add_split(split, info)
     for split in (TRAIN, "val"):

@@ -59,9 +59,9 @@ class ShardWriter:
     shard is computed while writing.
     """
 
-    def __init__(self, directory: Path, split: str, dtype: np.dtype, tokens_per_shard: int) -> None:
+    def __init__(self, directory: Path, split: str, dtype: np.dtype, tokens_per_shard: int, first_index: int = 0):
         self.directory, self.split, self.dtype = Path(directory), split, np.dtype(dtype)
-        self.tokens_per_shard = tokens_per_shard
+        self.tokens_per_shard, self.first_index = tokens_per_shard, first_index
         self.files: list[str] = []
         self.sha256: dict[str, str] = {}
         self.tokens = self.documents = self.bytes = 0
@@ -75,7 +75,7 @@ class ShardWriter:
 
     def _open_next(self) -> None:
         self._close_current()
-        name = f"{self.split}_{len(self.files):05d}.bin"
+        name = f"{self.split}_{self.first_index + len(self.files):05d}.bin"
         self.files.append(name)
         self._handle = open(self._tmp(name), "wb")
         self._hash = hashlib.sha256()

@@ -1,5 +1,5 @@
-"""The tokenizer, tokens and shards stages: the training sample, per-input token parts (by whichever engine
-runs them), packing into the final shards, and the tokenizer's bytes-per-token report."""
+"""The tokenizer and tokens stages: the training sample, per-input token parts (by whichever engine runs them),
+and the tokenizer's bytes-per-token report. Packing the parts into shards: :mod:`data_prep.tokens.pack`."""
 
 from __future__ import annotations
 
@@ -19,23 +19,16 @@ from data_prep.documents import DocumentsFile
 from data_prep.read.sources import Document, Input
 from data_prep.report import Report
 from data_prep.split import assign_split
-from data_prep.tokens.shards import (
-    ShardWriter,
-)
 from data_prep.tokens.tokenizer import (
     encode_documents,
     load_comparison_tokenizer,
     text_tokens,
 )
 from data_prep.workdir import (
-    TMP_GLOB,
     read_json,
     tmp_sibling,
     write_json_atomic,
 )
-
-# Documents copied into the shards at a time by the final packing step.
-PACK_CHUNK_DOCUMENTS = 65536
 
 
 def tokenizer_report(config, inputs, kept_documents, split_info: dict, show: bool) -> dict:
@@ -210,34 +203,3 @@ class _SplitPartWriters:
                 os.replace(tmp_sibling(path), path)
             else:
                 tmp_sibling(path).unlink(missing_ok=True)
-
-
-def pack_shards(parts: dict, inputs: list[Input], splits, dtype, tokens_dir: Path, output: Path, config) -> dict:
-    """Shards stage: concatenate the per-input token parts in pipeline order into the final shards, a bounded
-    number of documents at a time (memory does not grow with the size of an input)."""
-    for stale in [*output.glob("*.bin"), *output.glob("*.idx"), *output.glob(TMP_GLOB)]:
-        stale.unlink()
-    split_info = {}
-    itemsize = np.dtype(dtype).itemsize
-    for split in splits:
-        writer = ShardWriter(output, split, dtype, config.shards.tokens_per_shard)
-        for item in inputs:
-            info = parts[item.id][split]
-            if info["documents"] == 0:
-                continue
-            tokens_path = tokens_dir / f"{item.id}.{split}.bin"
-            lengths = np.fromfile(tokens_dir / f"{item.id}.{split}.len", dtype=np.int64)
-            ends = np.cumsum(lengths)
-            bytes_written = 0
-            for first in range(0, len(lengths), PACK_CHUNK_DOCUMENTS):
-                last = min(first + PACK_CHUNK_DOCUMENTS, len(lengths))
-                begin = int(ends[first - 1]) if first else 0
-                tokens = np.fromfile(
-                    tokens_path, dtype=dtype, count=int(ends[last - 1]) - begin, offset=begin * itemsize
-                )
-                # The part's byte count belongs to the split as a whole; credit it with the last chunk.
-                chunk_bytes = info["bytes"] - bytes_written if last == len(lengths) else 0
-                writer.add(tokens, lengths[first:last], chunk_bytes)
-                bytes_written += chunk_bytes
-        split_info[split] = writer.close()
-    return split_info

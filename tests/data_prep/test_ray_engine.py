@@ -1,4 +1,4 @@
-"""``--engine ray``: the documents, dedup (a shuffle) and tokens stages as Ray tasks on a local 2-CPU Ray write,
+"""``--engine ray``: the documents, dedup (a shuffle), tokens and shards stages as Ray tasks on a local 2-CPU Ray write,
 with 1, 2 and 4 workers (and with every input read as byte-range parts), the same dataset as the local engine,
 byte for byte (shards, tokenizer, manifest, duplicates.jsonl) and with the same counts, on the stdlib corpus
 and on the accuracy benchmark's planted near-duplicates; an unreachable
@@ -35,8 +35,14 @@ def dataset_files(directory: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("corpus", ["stdlib", "planted"])
 def test_ray_with_one_two_and_four_workers_writes_the_local_engines_dataset(corpus, local_ray, request, tmp_path):
     sources = request.getfixturevalue("stdlib_corpus" if corpus == "stdlib" else "planted_corpus")
+    # Planted: small shards, so the shards stage is many tasks (each shard one), split across inputs.
+    tokens_per_shard = 5_000 if corpus == "planted" else None
     local = small_prep_config(sources, tmp_path / "local")
+    if tokens_per_shard:
+        local.shards.tokens_per_shard = tokens_per_shard
     expected = prepare(local, show_progress=False)
+    if corpus == "planted":
+        assert len(expected["splits"]["train"]["files"]) > 5
     if corpus == "planted":
         assert expected["stats"]["duplicates"]["near"] > 50  # near dedup across inputs is exercised
     reference = dataset_files(tmp_path / "local")
@@ -48,6 +54,8 @@ def test_ray_with_one_two_and_four_workers_writes_the_local_engines_dataset(corp
         name = f"ray{workers}" + ("-parts" if part_mb else "")
         config = small_prep_config(sources, tmp_path / name)
         config.engine, config.ray.num_workers = "ray", workers
+        if tokens_per_shard:
+            config.shards.tokens_per_shard = tokens_per_shard
         if part_mb:
             config.read.part_mb = part_mb
         manifest = prepare(config, show_progress=False)

@@ -54,3 +54,44 @@ def test_read_manifest_errors_name_the_file(tmp_path):
     (tmp_path / MANIFEST_FILE).write_text(json.dumps({"dtype": "uint16"}))
     with pytest.raises(DataPrepError, match="no 'splits' key"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("tokens_per_shard, chunk", [(50, 3), (1, 65536), (10**9, 2), (37, 1)])
+def test_shards_planned_and_written_one_task_each_equal_one_sequential_writer(
+    tmp_path, monkeypatch, tokens_per_shard, chunk
+):
+    """pack_shards (a plan, then one engine task per shard) writes the bytes one ShardWriter fed every document
+    in order writes, whatever the shard size and however the documents fall across inputs and shards."""
+    from types import SimpleNamespace
+
+    from data_prep.engines import LocalEngine
+    from data_prep.read.sources import Input
+    from data_prep.tokens import pack
+
+    monkeypatch.setattr(pack, "PACK_CHUNK_DOCUMENTS", chunk)
+    rng = np.random.default_rng(1)
+    tokens_dir, dtype = tmp_path / "tokens", np.dtype(np.uint16)
+    tokens_dir.mkdir()
+    inputs, parts, documents = [], {}, []
+    for i, count in enumerate([7, 0, 1, 12, 3]):  # an input with no documents in the split is skipped
+        item = Input(id=f"in{i}", path=f"in{i}", kind="text")
+        docs = [rng.integers(1, 4000, size=int(n)).tolist() + [0] for n in rng.integers(1, 30, size=count)]
+        np.array([t for d in docs for t in d], dtype=dtype).tofile(tokens_dir / f"{item.id}.train.bin")
+        np.array([len(d) for d in docs], dtype=np.int64).tofile(tokens_dir / f"{item.id}.train.len")
+        inputs.append(item)
+        parts[item.id] = {"train": {"documents": count, "tokens": sum(map(len, docs)), "bytes": 10 * count}}
+        documents += docs
+    config = SimpleNamespace(shards=SimpleNamespace(tokens_per_shard=tokens_per_shard))
+    (tmp_path / "packed").mkdir()
+    info = pack.pack_shards(parts, inputs, ["train"], dtype, tokens_dir, tmp_path / "packed", config, LocalEngine(1))
+
+    (tmp_path / "sequential").mkdir()
+    writer = ShardWriter(tmp_path / "sequential", "train", dtype, tokens_per_shard)
+    writer.add_documents(documents, num_bytes=10 * len(documents))
+    expected = writer.close()
+    assert info["train"] == expected
+    assert len(expected["files"]) > 1 or tokens_per_shard == 10**9
+    for name in expected["files"]:
+        for suffix in (".bin", ".idx"):
+            path = name.replace(".bin", suffix)
+            assert (tmp_path / "packed" / path).read_bytes() == (tmp_path / "sequential" / path).read_bytes()
