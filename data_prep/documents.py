@@ -79,10 +79,10 @@ def run_documents_stage(config, inputs, directory, per_input_fp, report, show: b
 def number_parts(todo: list[Input], inputs: list[Input], engine, directory: Path) -> list[Input]:
     """``todo`` with each part of a large file given its first line number: the line breaks before it, counted
     by one engine task per part of that file (so positions stay the file's line numbers)."""
-    files = {item.path for item in todo if not item.first_part}
+    files = {item.path for item in todo if item.byte_range is not None and not item.first_part}
     if not files:
         return todo
-    parts = [item for item in inputs if item.path in files]  # every part of those files, in file order
+    parts = [item for item in inputs if item.path in files and item.byte_range is not None]  # in file order
     ranges = [(item.path, max(item.byte_range[0] - 1, 0), item.byte_range[1] - 1) for item in parts]
     counts = engine.run_tasks(count_newlines, ranges, directory, lambda *_: None)
     first_lines, before = {}, {}
@@ -91,7 +91,7 @@ def number_parts(todo: list[Input], inputs: list[Input], engine, directory: Path
         seen = before.get(item.path, 0)
         first_lines[item.id] = 1 if item.first_part else seen + 2
         before[item.path] = seen + count
-    return [replace(item, first_line=first_lines.get(item.id, item.first_line)) for item in todo]
+    return [replace(item, first_position=first_lines[item.id]) if item.id in first_lines else item for item in todo]
 
 
 def process_input(config: DataPrepConfig, directory: Path, per_input_fp: dict, item: Input, pool) -> None:

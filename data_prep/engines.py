@@ -104,12 +104,12 @@ def _documents_group(job: Callable[..., None], processor_args: tuple, items: lis
 
 
 def task_groups(items: list, size: int) -> list[list]:
-    """Consecutive groups of at most ``size`` inputs, except that a part of a large file (``byte_range``) is a
-    group alone: it is already about ``read.part_mb`` of work."""
+    """Consecutive groups of at most ``size`` inputs, except that a part of a large file is a group alone: it is
+    already about ``read.part_mb`` of work."""
     groups: list[list] = []
     current: list = []
     for item in items:
-        if getattr(item, "byte_range", None) is not None:
+        if getattr(item, "is_part", False):
             groups.extend([current, [item]] if current else [[item]])
             current = []
             continue

@@ -68,7 +68,9 @@ def _stage_fingerprints(config: DataPrepConfig, inputs: list[Input]) -> dict:
     signature_keys = {k: getattr(near, k) for k in SIGNATURE_FIELDS} if near.enabled else None
     read = {k: v for k, v in asdict(config.read).items() if k not in NON_SEMANTIC_READ_KEYS}
     documents = fingerprint(FORMAT_VERSION, read, config.clean, config.filters, signature_keys)
-    per_input = {item.id: fingerprint(documents, _input_identity(item), item.byte_range) for item in inputs}
+    per_input = {
+        item.id: fingerprint(documents, _input_identity(item), item.byte_range, item.row_groups) for item in inputs
+    }
     dedup = fingerprint(sorted(per_input.items()), config.dedup)
     pretrained = config.tokenizer.pretrained
     pretrained_files = _input_identity_of_path(Path(pretrained)) if pretrained else None

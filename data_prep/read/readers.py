@@ -125,7 +125,7 @@ def _read_jsonl(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Doc
 
 def _jsonl_lines(item: Input, stats: ReadStats) -> Iterator[tuple[int, bytes]]:
     """(line number, line) of a JSON Lines input; of a part (``item.byte_range``), the lines that start in
-    its range, numbered from ``item.first_line``, their bytes counted here."""
+    its range, numbered from ``item.first_position``, their bytes counted here."""
     if item.byte_range is None:
         with open_input(item, stats) as stream:
             yield from enumerate(stream, start=1)
@@ -136,7 +136,9 @@ def _jsonl_lines(item: Input, stats: ReadStats) -> Iterator[tuple[int, bytes]]:
         if start > 0:
             stream.seek(start - 1)  # the line that starts before the part is the previous part's
             position = start - 1 + len(stream.readline())
-        line_number = item.first_line
+        line_number = 1 if item.first_part else item.first_position
+        if line_number < 2 and not item.first_part:
+            raise RuntimeError(f"part {item.id} was not numbered (documents.number_parts)")
         while position < end:
             line = stream.readline()
             if not line:
@@ -219,8 +221,9 @@ def _read_parquet(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[D
                 "set read.text_field to the column holding the text"
             )
         _check_string_column(schema.field(read.text_field).type, item.path, read.text_field)
-        batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[read.text_field])
-        row = 0
+        groups = None if item.row_groups is None else list(range(*item.row_groups))  # a part: its row groups
+        batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[read.text_field], row_groups=groups)
+        row = item.first_position
         while True:
             try:
                 batch = next(batches, None)

@@ -87,9 +87,10 @@ class ReadConfig:
     """WARC: keep line breaks between paragraphs, headings and list items of an HTML page (``False`` joins all
     text into one line)."""
     part_mb: float = 256.0
-    """Uncompressed JSON Lines files larger than this many MB are read as parts of about this size (byte ranges
-    cut at line ends), each its own task on the Ray engine; 0 reads every file whole. The dataset is the same
-    whatever the size (positions stay line numbers), so this key changes no fingerprint."""
+    """Files larger than this many MB are read as parts of about this size, each its own task on the Ray engine:
+    uncompressed JSON Lines files as byte ranges cut at line ends, Parquet files as runs of row groups. 0 reads
+    every file whole. The dataset is the same whatever the size (positions stay the file's line numbers and
+    rows), so this key changes no fingerprint. Compressed files are always read whole."""
 
     def __post_init__(self) -> None:
         if not float(self.part_mb) >= 0:
@@ -151,14 +152,21 @@ class Input:
     byte_range: tuple[int, int] | None = None
     """A part of a large uncompressed JSON Lines file (``read.part_mb``): the lines that start in
     ``[start, end)``. ``None``: the whole input."""
-    first_line: int = 1
-    """A part's first line number (the documents stage counts the lines before it), so positions stay the
-    file's line numbers."""
+    row_groups: tuple[int, int] | None = None
+    """A part of a large Parquet file (``read.part_mb``): row groups ``[start, end)``."""
+    first_position: int = 0
+    """A part's first position: its first line number (JSON Lines; the documents stage counts the lines before
+    it) or row (Parquet; from the file's metadata), so positions stay the file's."""
+
+    @property
+    def is_part(self) -> bool:
+        return self.byte_range is not None or self.row_groups is not None
 
     @property
     def first_part(self) -> bool:
         """Whether this input starts its file: what is counted once per file (files, binary skips) counts here."""
-        return self.byte_range is None or self.byte_range[0] == 0
+        start = (self.byte_range or self.row_groups or (0, 0))[0]
+        return start == 0
 
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bzip2", ".xz": "xz"}
@@ -203,17 +211,44 @@ def list_files(sources: list[str], read: ReadConfig) -> list[Input]:
 
 
 def split_into_parts(item: Input, part_mb: float) -> list[Input]:
-    """An uncompressed JSON Lines file over ``part_mb`` MB as consecutive byte ranges of about that size (each
-    reads the lines that start in it); any other input as itself."""
-    if item.kind != "jsonl" or item.compression is not None or not part_mb:
+    """A file over ``part_mb`` MB as consecutive parts of about that size: an uncompressed JSON Lines file as
+    byte ranges (each reads the lines that start in it), a Parquet file as runs of row groups; any other input
+    as itself."""
+    if not part_mb or item.compression is not None or item.kind not in ("jsonl", "parquet"):
         return [item]
     size = os.path.getsize(item.path)
     part_bytes = max(1, round(part_mb * 1e6))
     if size <= part_bytes:
         return [item]
+    if item.kind == "parquet":
+        return _row_group_parts(item, part_bytes)
     count = -(-size // part_bytes)
     bounds = [size * k // count for k in range(count + 1)]
     return [replace(item, id=f"{item.id}-part{k:05d}", byte_range=(bounds[k], bounds[k + 1])) for k in range(count)]
+
+
+def _row_group_parts(item: Input, part_bytes: int) -> list[Input]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.ParquetFile(item.path).metadata
+    except (pa.ArrowException, OSError):
+        return [item]  # the reader reports an unreadable file, naming it
+    groups = [metadata.row_group(g) for g in range(metadata.num_row_groups)]
+    parts, start, size, row, first_row = [], 0, 0, 0, 0
+    for g, group in enumerate(groups):
+        size += sum(group.column(c).total_compressed_size for c in range(group.num_columns))
+        row += group.num_rows
+        if size >= part_bytes or g == len(groups) - 1:
+            parts.append((start, g + 1, first_row))
+            start, size, first_row = g + 1, 0, row
+    if len(parts) <= 1:
+        return [item]
+    return [
+        replace(item, id=f"{item.id}-part{k:05d}", row_groups=(lo, hi), first_position=first)
+        for k, (lo, hi, first) in enumerate(parts)
+    ]
 
 
 def _inputs_of_source(raw: str, read: ReadConfig) -> list[Input]:

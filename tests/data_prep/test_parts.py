@@ -64,7 +64,7 @@ def test_only_large_uncompressed_json_lines_files_are_split(tmp_path):
 def test_parts_are_ray_task_groups_alone():
     class Item:
         def __init__(self, name, byte_range=None):
-            self.name, self.byte_range = name, byte_range
+            self.name, self.is_part = name, byte_range is not None
 
     items = [Item("a"), Item("b"), Item("c", (0, 5)), Item("d", (5, 9)), Item("e"), Item("f"), Item("g")]
     groups = [[item.name for item in group] for group in task_groups(items, 2)]
@@ -96,3 +96,26 @@ def test_a_binary_file_read_in_parts_is_skipped_and_counted_once(tmp_path):
     documents, stats, count = read_parts(path, 100)
     assert count > 3 and documents == []
     assert (stats.files, stats.binary_files_skipped) == (1, 1)
+
+
+def test_a_large_parquet_file_is_read_as_runs_of_row_groups_with_its_row_numbers(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [f"row {i} " + "y" * (i % 13) if i % 11 else None for i in range(300)]
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": texts, "n": list(range(300))}), path, row_group_size=20)
+    whole_stats = ReadStats()
+    whole = [(d.text, d.position) for d in read_input(input_for_path(path), ReadConfig(), whole_stats)]
+    assert whole[:2] == [("row 1 y", 1), ("row 2 yy", 2)] and len(whole) == 272
+    for part_bytes in (1, 500, path.stat().st_size // 3):
+        documents, stats, count = read_parts(path, part_bytes)
+        assert count > 1, part_bytes
+        assert documents == whole, part_bytes
+        assert stats == whole_stats, part_bytes
+    parts = split_into_parts(input_for_path(path), part_mb=1e-6)
+    assert [p.row_groups for p in parts] == [(g, g + 1) for g in range(15)]  # one row group per part
+    assert [p.first_position for p in parts] == list(range(0, 300, 20))
+    one_group = tmp_path / "one.parquet"
+    pq.write_table(pa.table({"text": texts}), one_group)
+    assert split_into_parts(input_for_path(one_group), part_mb=1e-6) == [input_for_path(one_group)]
