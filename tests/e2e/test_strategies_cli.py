@@ -196,3 +196,64 @@ def test_what_cannot_run_here_stops_with_one_line_before_any_work(tmp_path, stdl
     assert result.stderr.strip().splitlines()[-1].startswith(message)
     assert "Traceback" not in result.stderr
     assert not (project / "data").exists() and not (project / "runs").exists()  # nothing prepared, no run dir
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_nodes_started_by_torchrun_give_one_process_losses(runs):
+    """Two "nodes" on localhost, each ``torchrun --nnodes 2 --nproc-per-node 1 --node-rank R`` (the environment
+    torchrun sets: RANK, GROUP_RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT) running the real CLI with
+    ``--trainer.num_nodes 2``: Lightning takes the ranks from torchrun instead of launching its own processes,
+    and the run logs the losses and gradient norms of one process on the same global batch."""
+    import subprocess
+    import sys
+
+    from tests.e2e.helpers import environment
+
+    project, port = runs["project"], free_port()
+    command = ["fit", "--config", "tiny.yaml", *COMMON, "--config", str(REPO / "configs/strategy/ddp.yaml"),
+               "--trainer.num_nodes", "2", "--trainer.devices", "1", "--data.batch_size", "4",
+               "--trainer.logger.init_args.name", "torchrun"]  # fmt: skip
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--node-rank",
+                str(rank),
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+                "-m",
+                "lit_pretrain",
+                *command,
+            ],
+            cwd=project,
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    for node, (_, stderr) in zip(nodes, outputs):
+        assert node.returncode == 0, stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1][1] + outputs[1][0]
+    metrics = scalars(project / "runs" / "torchrun")
+    single = runs["single"]
+    assert values(metrics, "train/loss") == pytest.approx(values(single, "train/loss"), **TOLERANCE)
+    assert values(metrics, "train/grad_norm") == pytest.approx(values(single, "train/grad_norm"), **TOLERANCE)
+    assert values(metrics, "val/loss") == pytest.approx(values(single, "val/loss"), **TOLERANCE)
