@@ -159,6 +159,8 @@ class PretrainModule(L.LightningModule):
                 "lower --data.seq_len or raise the positions in --model.config"
             )
         self.model = None  # built in configure_model, so sharded strategies can build it shard by shard
+        # (optimizer step, global gradient norm before clipping), set by the grad_norm callback for clipping.
+        self.pre_clip_grad_norm: tuple[int, torch.Tensor] | None = None
         self._mask_step, self._micro_batch = -1, 0  # position of the next training batch in its accumulation
         # Token-weighted sums over a whole validation/test pass (synced across ranks by torchmetrics).
         self.eval_loss_sum = SumMetric()
@@ -320,7 +322,9 @@ class PretrainModule(L.LightningModule):
         if not gradient_clip_val or gradient_clip_algorithm == "value" or is_deepspeed(self.trainer.strategy):
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        clip_by_global_norm(parameters, float(gradient_clip_val))
+        step, norm = self.pre_clip_grad_norm or (None, None)
+        # The grad_norm callback computed this step's norm over the same gradients just before: reuse it.
+        clip_by_global_norm(parameters, float(gradient_clip_val), norm if step == self.trainer.global_step else None)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._accumulate_eval_loss(batch)

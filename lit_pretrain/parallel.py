@@ -135,9 +135,12 @@ def _grouped(tensors: list[torch.Tensor]) -> dict[tuple, list[torch.Tensor]]:
     return groups
 
 
-def clip_by_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Scale all gradients by ``min(1, max_norm / global norm)``; returns the norm before clipping."""
-    norm = global_grad_norm(parameters)
+def clip_by_global_norm(
+    parameters: list[torch.Tensor], max_norm: float, norm: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Scale all gradients by ``min(1, max_norm / global norm)``; returns the norm before clipping. ``norm``: the
+    global norm of these gradients when already computed this step (the ``grad_norm`` callback's)."""
+    norm = global_grad_norm(parameters) if norm is None else norm
     coefficient = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
     local = [p.grad.to_local() if isinstance(p.grad, DTensor) else p.grad for p in parameters if p.grad is not None]
     for device_and_dtype, grads in _grouped(local).items():

@@ -31,6 +31,8 @@ class GradientNorm(L.Callback):
         if not self.enabled or is_deepspeed(trainer.strategy):
             return
         norm = global_grad_norm([p for group in optimizer.param_groups for p in group["params"]])
+        if hasattr(pl_module, "pre_clip_grad_norm"):  # PretrainModule clips with it: one norm pass per step
+            pl_module.pre_clip_grad_norm = (trainer.global_step, norm)
         metrics = self._count(trainer, norm)
         if self.per_block:
             metrics.update(self._block_norms(pl_module.model))

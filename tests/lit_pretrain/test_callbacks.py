@@ -78,6 +78,21 @@ def test_gradient_norm_is_the_norm_before_clipping_and_clip_fraction_counts_step
     assert history[-1]["train/clip_fraction"] == 0.0
 
 
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_clipping_reuses_the_callbacks_norm_and_trains_as_if_it_computed_its_own(
+    tmp_path, prepared_dataset, accumulate
+):
+    """With the grad_norm callback on, clipping takes the norm it computed this step (one norm pass); the weights
+    end where clipping with its own norm (callback off) leaves them, with clipping active at every step."""
+    options = dict(gradient_clip_val=0.05, accumulate_grad_batches=accumulate, max_steps=4)
+    with_callback, history = fit(tmp_path, prepared_dataset, [GradientNorm()], **options)
+    assert history[-1]["train/clip_fraction"] == 1.0
+    assert with_callback.pre_clip_grad_norm[0] == 3  # the last optimizer step's norm was handed over
+    alone, _ = fit(tmp_path, prepared_dataset, [], **options)
+    for (name, a), b in zip(with_callback.state_dict().items(), alone.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_per_block_norms_add_up_to_the_global_norm(tmp_path, prepared_dataset):
     _, history = fit(tmp_path, prepared_dataset, [GradientNorm(per_block=True)], max_steps=2)
     last = history[-1]
