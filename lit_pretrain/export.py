@@ -178,12 +178,16 @@ def export(source: Path, out: Path, dataset_dir: str | None = None, replace: boo
     return out
 
 
-def main(argv: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lit_pretrain export", description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="a run directory (runs/<name>) or a .ckpt file")
     parser.add_argument("out", type=Path, help="the Hugging Face model directory to write (new or empty)")
     parser.add_argument("--dataset_dir", default=None, help="the prepared dataset, if not where the run found it")
-    options = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> None:
+    options = build_parser().parse_args(argv)
     try:
         out = export(options.source, options.out, options.dataset_dir)
     except ConfigError as error:

@@ -105,11 +105,15 @@ def render(runs: list[tuple[str, dict]], out: Path) -> Path:
     return out
 
 
-def main(args: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lit_pretrain plot", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run directories (runs/<name>) or log directories")
     parser.add_argument("--out", type=Path, default=Path("run.png"), help="PNG to write (default: run.png)")
-    options = parser.parse_args(args)
+    return parser
+
+
+def main(args: list[str]) -> None:
+    options = build_parser().parse_args(args)
     try:
         runs = [(label, read_scalars(directory)) for label, directory in event_directories(options.runs)]
         print(f"wrote {render(runs, options.out)} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
