@@ -2,6 +2,8 @@
 
 * gpt2-small CLM, bf16-mixed, model.compile, 100 steps of 16 x 1024 tokens: single device, FSDP2 (1 GPU),
   DeepSpeed ZeRO-2 and ZeRO-3;
+* llama-1b CLM (TinyLlama's shape), bf16-mixed, SDPA, model.compile, 50 steps of 8 x 2048 tokens: with
+  gpt2-small single, the MFU targets (gpt2-small >= 45 %, llama-1b >= 50 % on H100/H200);
 * bert-base MLM, bf16-mixed, 100 steps of 32 x 512 tokens;
 * the GPU-only tests (16-mixed loss scaling, FP8, CUDA memory metrics) through pytest;
 * the ZeRO-2 / ZeRO-3 runs save ``last`` (Lightning's DeepSpeed checkpoint directory, written aside and swapped
@@ -39,8 +41,12 @@ MLM = [
     "--config", "configs/quickstart-mlm.yaml", "--model.preset", "bert-base", "--data.seq_len", "512",
     "--trainer.precision", "bf16-mixed", "--model.optimizer", "adamw", "--model.lr", "3e-4",
 ]  # fmt: skip
-RUNS = [  # name, base args, strategy preset (None: single device)
+# The efficiency target's second model (TinyLlama's shape, 1.1B), 8 x 2048 tokens per step, bf16, compiled.
+LLAMA = [*CLM, "--model.preset", "llama-1b", "--data.seq_len", "2048", "--data.batch_size", "8"]
+LLAMA_STEPS = 50  # ~0.25 s per step at the 50 % MFU target: the compile dominates
+RUNS = [  # name, base args, strategy preset (None: single device); the MFU runs first
     ("gpt2-small clm single", CLM, None),
+    ("llama-1b clm single", LLAMA, None),
     ("gpt2-small clm fsdp", CLM, "fsdp"),
     ("gpt2-small clm zero2", CLM, "deepspeed_zero2"),
     ("gpt2-small clm zero3", CLM, "deepspeed_zero3"),
@@ -51,6 +57,8 @@ SMOKE = {  # CPU: tiny models, a few steps, no compilation
             "--trainer.precision", "bf16-mixed", "--model.compile", "false", "--trainer.accelerator", "cpu"],
     "mlm": ["--model.preset", "bert-tiny", "--data.seq_len", "64", "--data.batch_size", "4",
             "--trainer.accelerator", "cpu"],
+    "llama": ["--model.preset", "llama-tiny", "--data.seq_len", "64", "--data.batch_size", "4",
+              "--trainer.precision", "bf16-mixed", "--model.compile", "false", "--trainer.accelerator", "cpu"],
 }  # fmt: skip
 
 
@@ -67,7 +75,7 @@ def run_one(name: str, base: list[str], strategy: str | None, out: Path, steps: 
     if strategy:
         args += ["--config", f"configs/strategy/{strategy}.yaml", "--trainer.devices", "1"]
     if smoke:
-        args += SMOKE["mlm" if "mlm" in name else "clm"]
+        args += SMOKE["mlm" if "mlm" in name else "llama" if "llama" in name else "clm"]
     deepspeed = bool(strategy and strategy.startswith("deepspeed"))
     args += [
         "--config", str(probe), "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
@@ -133,7 +141,8 @@ def main() -> None:
         if left < 30:
             rows.append({"name": name, "status": "skipped: out of time"})
             continue
-        rows.append(run_one(name, base, strategy, options.out, steps, options.smoke, min(left, 150)))
+        run_steps = min(steps, LLAMA_STEPS) if base is LLAMA else steps
+        rows.append(run_one(name, base, strategy, options.out, run_steps, options.smoke, min(left, 150)))
         print(json.dumps(rows[-1]), flush=True)
     if torch.cuda.is_available() and not options.smoke:
         tests = subprocess.run(
