@@ -57,7 +57,7 @@ def test_the_docs_show_commands():
 
 
 def normalised(command: str) -> list[str]:
-    """The ``python ...`` argv of a doc command: placeholders filled, srun and torchrun stripped to the module
+    """The argv (starting with ``python``) of a doc command: placeholders filled, srun and torchrun stripped to the module
     they start."""
     argv = [PLACEHOLDERS.get(token, token) for token in shlex.split(command)]
     if argv[0] == "srun":
