@@ -17,10 +17,13 @@ import argparse
 import ast
 import json
 import re
+import sys
 import sysconfig
 import time
 from collections import Counter
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without an install
 
 from data_prep.quality.clean import CleanConfig, clean_text
 from data_prep.quality.filter_config import FILTER_ORDER, FilterConfig

@@ -14,7 +14,9 @@ Each run's peak memory is printed beside ``python -m lit_pretrain estimate``'s p
 
 Each run is the real CLI (``python -m lit_pretrain fit --config ... --config configs/strategy/X.yaml``) with a
 probe callback (benchmarks/gpu_probe.py) that reports the last training loss, steady-state tokens/s (after 20
-steps, so compilation is excluded) and peak CUDA memory. Prints one table; writes ``results.jsonl``.
+steps, so compilation is excluded, until the last 5 steps) and peak CUDA memory; the single-device runs end
+with 5 steps under ``torch.profiler``, whose top device and host costs are printed after the table (what limits
+a run that misses its MFU target). Prints one table; writes ``results.jsonl``.
 
     python benchmarks/gpu_check.py              # on the GPU machine (prepares data/stdlib* first if missing)
     python benchmarks/gpu_check.py --smoke      # on CPU: the same runs with tiny models for 6 steps, ZeRO skipped
@@ -44,6 +46,7 @@ MLM = [
 # The efficiency target's second model (TinyLlama's shape, 1.1B), 8 x 2048 tokens per step, bf16, compiled.
 LLAMA = [*CLM, "--model.preset", "llama-1b", "--data.seq_len", "2048", "--data.batch_size", "8"]
 LLAMA_STEPS = 50  # ~0.25 s per step at the 50 % MFU target: the compile dominates
+PROFILE_STEPS = 5  # the single-device runs end with this many profiled steps (not in tokens/s): the top costs
 RUNS = [  # name, base args, strategy preset (None: single device); the MFU runs first
     ("gpt2-small clm single", CLM, None),
     ("llama-1b clm single", LLAMA, None),
@@ -68,6 +71,8 @@ def run_one(name: str, base: list[str], strategy: str | None, out: Path, steps: 
     probe = out / f"{name.replace(' ', '_')}-probe.yaml"
     warmup = 2 if smoke else 20
     init_args = {"path": str(out / "results.jsonl"), "name": name, "warmup_steps": warmup}
+    if strategy is None:  # the single-device runs (the MFU targets): their last steps under torch.profiler
+        init_args["profile_steps"] = 2 if smoke else PROFILE_STEPS
     probe.write_text(
         yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "gpu_probe.Probe", "init_args": init_args}]}})
     )
@@ -161,6 +166,12 @@ def main() -> None:
             row.get(k, "") for k in (*columns, "estimated_gib", "logged train/memory_reserved_gib", "seconds", "export")
         ]
         print("| " + " | ".join(str(c) for c in cells) + " |")
+    for row in rows:  # what limits each single-device run: its top costs over the profiled steps
+        for key, where in (("top_device", "device"), ("top_host", "host")):
+            if row.get(key):
+                print(f"\n{row['name']}: top {where} self time over {row['profiled_steps']} profiled steps")
+                for cost in row[key]:
+                    print(f"  {cost['share']:6.1%} {cost['ms']:10.2f} ms  {cost['name']}")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"\ndevice: {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
     (options.out / "summary.json").write_text(json.dumps(rows, indent=1))

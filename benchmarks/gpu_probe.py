@@ -1,6 +1,7 @@
 """Callbacks the benchmarks load. Probe: what the GPU check loads into real CLI runs (``class_path: gpu_probe.Probe``): steady-state tokens/s,
 peak CUDA memory, the last training loss and what the run's own Throughput callback logged last (MFU, memory
-allocated / reserved / peak), appended as one JSON line to ``path`` by rank 0."""
+allocated / reserved / peak), appended as one JSON line to ``path`` by rank 0; with ``profile_steps``, the top
+costs of the last steps under ``torch.profiler`` too (what limits the run when an MFU target is missed)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,26 @@ import lightning as L
 import torch
 
 
-class Probe(L.Callback):
-    """Times optimizer steps after ``warmup_steps`` (compilation and allocator warm-up excluded)."""
+def top_costs(profiler: torch.profiler.profile, device: bool, count: int = 8) -> list[dict]:
+    """The ``count`` operators and kernels with the most self time (on the device when ``device``, else on the
+    host), each with its milliseconds and its share of all self time in the profiled steps."""
+    events = [e for e in profiler.key_averages() if e.key != "ProfilerStep*"]
+    own = (lambda e: e.self_device_time_total) if device else (lambda e: e.self_cpu_time_total)
+    total = sum(own(e) for e in events) or 1.0
+    ranked = sorted(events, key=own, reverse=True)[:count]
+    return [{"name": e.key[:80], "ms": round(own(e) / 1e3, 2), "share": round(own(e) / total, 4)} for e in ranked]
 
-    def __init__(self, path: str, name: str, warmup_steps: int = 20) -> None:
-        self.path, self.name, self.warmup_steps = path, name, warmup_steps
+
+class Probe(L.Callback):
+    """Times optimizer steps after ``warmup_steps`` (compilation and allocator warm-up excluded). With
+    ``profile_steps`` > 0 the last that many steps run under ``torch.profiler`` instead of being timed."""
+
+    def __init__(self, path: str, name: str, warmup_steps: int = 20, profile_steps: int = 0) -> None:
+        self.path, self.name, self.warmup_steps, self.profile_steps = path, name, warmup_steps, profile_steps
         self.start_time = self.start_step = None
+        self.stop_time = self.stop_step = None
         self.tokens_per_step = 0
+        self.profiler: torch.profiler.profile | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.warmup_steps and self.start_time is None:
@@ -26,12 +40,32 @@ class Probe(L.Callback):
             self.start_time, self.start_step = time.perf_counter(), trainer.global_step
         rows, length = batch["input_ids"].shape
         self.tokens_per_step = rows * length * trainer.world_size * trainer.accumulate_grad_batches
+        profile_from = (trainer.max_steps or 0) - self.profile_steps
+        if self.profile_steps and self.profiler is None and trainer.global_step == profile_from > self.warmup_steps:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.stop_time, self.stop_step = time.perf_counter(), trainer.global_step  # the timed window ends here
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.__enter__()
 
     def on_train_end(self, trainer, pl_module) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        steps = trainer.global_step - (self.start_step or 0)
-        elapsed = time.perf_counter() - self.start_time if self.start_time is not None else float("nan")
+        costs = {}
+        if self.profiler is not None:
+            self.profiler.__exit__(None, None, None)
+            profiled = trainer.global_step - self.stop_step
+            costs["profiled_steps"] = profiled
+            costs["top_host"] = top_costs(self.profiler, device=False)
+            if torch.cuda.is_available():
+                costs["top_device"] = top_costs(self.profiler, device=True)
+        end_time = self.stop_time if self.stop_time is not None else time.perf_counter()
+        end_step = self.stop_step if self.stop_step is not None else trainer.global_step
+        steps = end_step - (self.start_step or 0)
+        elapsed = end_time - self.start_time if self.start_time is not None else float("nan")
         logged = trainer.callback_metrics
         loss = logged.get("train/loss")
         record = {
@@ -49,6 +83,7 @@ class Probe(L.Callback):
         for name in ("train/mfu", "train/tokens_per_s", "train/memory_allocated_gib", "train/memory_reserved_gib"):
             if name in logged:  # the monitoring callback's own figures (MFU over the device's dense peak)
                 record[f"logged {name}"] = round(float(logged[name]), 4)
+        record.update(costs)
         if trainer.is_global_zero:
             with open(self.path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")

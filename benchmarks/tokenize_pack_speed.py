@@ -28,10 +28,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import sysconfig
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without an install
 
 TARGET_RATIO = 0.9
 

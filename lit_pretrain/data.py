@@ -194,6 +194,10 @@ class PretrainDataModule(L.LightningDataModule):
         tokens_per_parameter: Train on this many tokens per model parameter (Chinchilla: about 20) instead of
             ``trainer.max_steps``: the step count is derived from the exact parameter count and the global batch,
             printed at the start of fit, and replaces ``trainer.max_steps``. ``estimate`` shows the same figures.
+        prepare_data_per_node: Where a missing dataset is prepared on a multi-node run. False (the default): by
+            global rank 0 only, while the other nodes wait, which is right when ``dataset_dir`` is on storage every
+            node sees (N nodes preparing one shared directory would race). True: by local rank 0 of every node,
+            for node-local disks (Lightning's ``prepare_data_per_node``). One node: the same either way.
     """
 
     def __init__(
@@ -206,9 +210,11 @@ class PretrainDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 1234,
         tokens_per_parameter: float | None = None,
+        prepare_data_per_node: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.prepare_data_per_node = prepare_data_per_node  # read by Lightning to choose who calls prepare_data
         self.dataset_dir = Path(dataset_dir)
         self.prepare_config = prepare_config
         self.seq_len, self.batch_size, self.num_workers, self.seed = seq_len, batch_size, num_workers, seed
@@ -289,7 +295,8 @@ class PretrainDataModule(L.LightningDataModule):
         )
 
     def prepare_data(self) -> None:
-        """Runs on one process per node, before ``setup``: build the dataset if it is not there yet."""
+        """Runs before ``setup`` on global rank 0 (or on local rank 0 of each node with ``prepare_data_per_node``;
+        the other processes wait at a barrier): build the dataset if it is not there yet."""
         if self.trainer is not None:  # a Trainer driven from Python: still refuse a bad batch size before any work
             self.apply_global_batch_size(self.trainer)
         if (self.dataset_dir / MANIFEST_FILE).is_file() or self.prepare_config is None:
@@ -304,6 +311,12 @@ class PretrainDataModule(L.LightningDataModule):
         try:
             self.manifest = read_manifest(self.dataset_dir)
         except DataPrepError as error:
+            node = self.trainer.node_rank if self.trainer is not None else 0
+            if node > 0 and not self.prepare_data_per_node and self.prepare_config is not None:
+                raise ConfigError(
+                    f"node {node} does not see '{self.dataset_dir / MANIFEST_FILE}' that node 0 prepared; put "
+                    "data.dataset_dir on storage every node sees, or pass --data.prepare_data_per_node true"
+                ) from error
             raise ConfigError(str(error)) from error
         if self.manifest["vocab_size"] != self.vocab_size:
             raise ConfigError(

@@ -210,7 +210,9 @@ def test_two_nodes_started_by_torchrun_give_one_process_losses(runs):
     """Two "nodes" on localhost, each ``torchrun --nnodes 2 --nproc-per-node 1 --node-rank R`` (the environment
     torchrun sets: RANK, GROUP_RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT) running the real CLI with
     ``--trainer.num_nodes 2``: Lightning takes the ranks from torchrun instead of launching its own processes,
-    and the run logs the losses and gradient norms of one process on the same global batch."""
+    and the run logs the losses and gradient norms of one process on the same global batch. Its dataset directory
+    is new: node 0 alone prepares it (``data.prepare_data_per_node`` false, the localhost "nodes" share storage)
+    while node 1 waits, and both train on it."""
     import subprocess
     import sys
 
@@ -219,7 +221,7 @@ def test_two_nodes_started_by_torchrun_give_one_process_losses(runs):
     project, port = runs["project"], free_port()
     command = ["fit", "--config", "tiny.yaml", *COMMON, "--config", str(REPO / "configs/strategy/ddp.yaml"),
                "--trainer.num_nodes", "2", "--trainer.devices", "1", "--data.batch_size", "4",
-               "--trainer.logger.init_args.name", "torchrun"]  # fmt: skip
+               "--trainer.logger.init_args.name", "torchrun", "--data.dataset_dir", "data/torchrun"]  # fmt: skip
     nodes = [
         subprocess.Popen(
             [
@@ -252,6 +254,8 @@ def test_two_nodes_started_by_torchrun_give_one_process_losses(runs):
     for node, (_, stderr) in zip(nodes, outputs):
         assert node.returncode == 0, stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1][1] + outputs[1][0]
+    assert "data_prep funnel:" in outputs[0][0] and "data_prep funnel:" not in outputs[1][0] + outputs[1][1]
+    assert (project / "data" / "torchrun" / "manifest.json").is_file()
     metrics = scalars(project / "runs" / "torchrun")
     single = runs["single"]
     assert values(metrics, "train/loss") == pytest.approx(values(single, "train/loss"), **TOLERANCE)

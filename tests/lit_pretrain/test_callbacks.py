@@ -200,3 +200,28 @@ def test_cuda_memory_and_mfu_on_a_gpu(tmp_path, prepared_dataset):
     if peak is not None:  # a GPU the table knows: MFU over its dense bf16 peak
         expected = flops_per_token(model.model, 64) * last["train/tokens_per_s"] / peak
         assert last["train/mfu"] == pytest.approx(expected, rel=1e-6) and 0 < last["train/mfu"] < 1
+
+
+def test_the_gpu_checks_probe_times_the_steps_before_its_profiled_ones_and_ranks_their_costs(
+    tmp_path, prepared_dataset, monkeypatch
+):
+    """benchmarks/gpu_probe.Probe, as benchmarks/gpu_check.py loads it: tokens/s over the steps between warm-up
+    and the profiled tail, and the profiled steps' top costs (host here; device too on a GPU)."""
+    import json
+
+    from tests.e2e.helpers import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from gpu_probe import Probe
+
+    path = tmp_path / "results.jsonl"
+    probe = Probe(str(path), "tiny", warmup_steps=2, profile_steps=3)
+    fit(tmp_path, prepared_dataset, [probe], max_steps=8)
+    (record,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert (probe.start_step, probe.stop_step, record["steps"], record["profiled_steps"]) == (2, 5, 8, 3)
+    assert record["tokens_per_s"] == pytest.approx(3 * 4 * 64 / (probe.stop_time - probe.start_time), rel=1e-3)
+    costs = record["top_host"]
+    assert len(costs) == 8 and all(a["ms"] >= b["ms"] > 0 for a, b in zip(costs, costs[1:]))
+    assert 0 < sum(c["share"] for c in costs) <= 1.0001 and "ProfilerStep*" not in {c["name"] for c in costs}
+    assert any(c["name"].startswith("aten::") for c in costs)  # the model's own operators are profiled
+    assert ("top_device" in record) == torch.cuda.is_available()

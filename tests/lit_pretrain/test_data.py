@@ -123,6 +123,29 @@ def test_datamodule_without_dataset_or_prepare_config_is_an_error(tmp_path):
         PretrainDataModule(dataset_dir=str(tmp_path / "nothing"), prepare_config=str(tmp_path / "missing.yaml"))
 
 
+def test_a_node_that_does_not_see_node_zeros_dataset_says_which_option_to_change(tmp_path):
+    """With ``prepare_data_per_node`` false (the default) only global rank 0 prepares; a later node that finds no
+    manifest (node-local storage) is told to share the directory or prepare per node."""
+    from types import SimpleNamespace
+
+    from tests.e2e.helpers import REPO
+
+    config = str(REPO / "configs/data/stdlib.yaml")
+    node = SimpleNamespace(node_rank=1, num_devices=1, num_nodes=2, accumulate_grad_batches=1)
+    shared = PretrainDataModule(dataset_dir=str(tmp_path / "absent"), prepare_config=config)
+    assert shared.prepare_data_per_node is False  # what Lightning reads to call prepare_data on global rank 0 only
+    shared.trainer = node
+    with pytest.raises(ConfigError, match=r"node 1 does not see .*absent/manifest.json.*prepare_data_per_node true"):
+        shared.setup("fit")
+    per_node = PretrainDataModule(
+        dataset_dir=str(tmp_path / "absent"), prepare_config=config, prepare_data_per_node=True
+    )
+    assert per_node.prepare_data_per_node is True
+    per_node.trainer = node
+    with pytest.raises(ConfigError, match=r"manifest.json' not found; run 'python -m data_prep"):
+        per_node.setup("fit")
+
+
 def test_special_ids_planned_before_preparation_equal_the_prepared_datasets(prepared_dataset, prepared_mlm_dataset):
     from data_prep.config import TokenizerConfig
     from data_prep.tokens.tokenizer import planned_token_ids
