@@ -290,9 +290,11 @@ class PretrainModule(L.LightningModule):
         self.log("train/loss", mean, on_step=True, on_epoch=False, rank_zero_only=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         guard = next((c for c in self.trainer.callbacks if isinstance(c, StabilityGuard)), None)
-        # float() waits for the device: only when the guard is on.
-        if guard is not None and guard.enabled and guard.check(float(mean), self.trainer.global_step):
-            return None  # a dropped spike: logged, but no backward, no update (the same decision on every rank)
+        if guard is not None and guard.enabled:
+            if not guard.skip_spikes:
+                guard.watch(mean, self.trainer.global_step)  # checked before the optimizer step, without a wait here
+            elif guard.check(float(mean), self.trainer.global_step):  # float() waits for the device
+                return None  # a dropped spike: logged, but no backward, no update (the same decision on every rank)
         self._log_window(total_sum, total_count)
         return loss
 

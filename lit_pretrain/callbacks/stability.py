@@ -1,11 +1,17 @@
 """Stop on a non-finite loss before it reaches the weights; warn about (or skip) loss spikes.
 
 The loss checked is the training step's global mean (identical on every rank), so every rank takes the same
-decision and none is left waiting in a collective. A NaN/Inf loss raises :class:`LossNotFinite` before its
-backward pass: no optimizer step and no checkpoint see it, so ``--ckpt_path last`` resumes from the last good
+decision and none is left waiting in a collective. A NaN/Inf loss raises :class:`LossNotFinite` before the
+optimizer step: no weight update and no checkpoint see it, so ``--ckpt_path last`` resumes from the last good
 state. A spike is a loss above ``spike_factor`` x the running mean (an exponential moving average, after
 ``warmup_steps`` steps); it is warned about and, with ``skip_spikes``, its batch is dropped: no backward and no
 weight update (the step counter and the schedule still advance).
+
+Reading a loss on the host waits for the device. Without ``skip_spikes`` the module hands the loss over with
+:meth:`StabilityGuard.watch` (an asynchronous copy to pinned host memory) and the check runs in
+``on_before_optimizer_step``, once the backward pass is queued: the device keeps computing the backward while
+the host waits for the forward's loss, so the check costs no idle device time. Dropping a spike's batch must be
+decided before its backward, so ``skip_spikes`` reads the loss in the training step (one wait per batch).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import math
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 
@@ -41,6 +48,36 @@ class StabilityGuard(L.Callback):
         self.skip_spikes, self.ema_decay = skip_spikes, ema_decay
         self.mean: float | None = None
         self.seen = self.spikes = 0
+        self._pending: list[tuple[torch.Tensor, torch.cuda.Event | None, int]] = []  # (host loss, copied, step)
+
+    def watch(self, loss: torch.Tensor, step: int) -> None:
+        """Queue a training batch's global mean loss for the check before the optimizer step, copied to the host
+        without waiting for the device."""
+        value = loss.detach().float()
+        if value.is_cuda:
+            host = torch.empty((), dtype=torch.float32, pin_memory=True)
+            host.copy_(value, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+            self._pending.append((host, copied, step))
+        else:
+            self._pending.append((value.clone(), None, step))
+
+    def _check_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for host, copied, step in pending:  # every micro-batch of the step, in order
+            if copied is not None:
+                copied.synchronize()  # the forward's loss: done by now, while the backward runs on
+            self.check(float(host), step)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._pending = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self._check_pending()  # before the update and before clipping: a NaN never reaches the weights
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._check_pending()  # batches whose optimizer step never came (none in a run that ends on a step)
 
     def check(self, loss: float, step: int) -> bool:
         """Called by the module with the global mean loss of a training batch; True: skip this batch."""

@@ -141,6 +141,51 @@ def test_a_dropped_spike_leaves_the_weights_as_they_were(tmp_path, prepared_data
         assert all(not torch.equal(a, b) for a, b in zip(weights.before[6], weights.after[6]))  # and then trains on
 
 
+@pytest.mark.parametrize("skip_spikes", [False, True])
+def test_the_guard_reads_the_loss_after_the_backward_unless_it_may_drop_the_batch(
+    tmp_path, prepared_dataset, skip_spikes
+):
+    """Without ``skip_spikes`` the check of every micro-batch's loss comes after that step's backward (its
+    gradients are new) and before the update (the weights are the step's starting ones), so reading the loss
+    never stalls the device mid-step; with ``skip_spikes`` it comes in the training step, before the backward."""
+    from lit_pretrain.callbacks import StabilityGuard
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.weights = [p.detach().clone() for p in pl_module.parameters()]
+            self.grads = [None if p.grad is None else p.grad.clone() for p in pl_module.parameters()]
+
+    spy, seen = Spy(), []
+    guard = StabilityGuard(warmup_steps=1, skip_spikes=skip_spikes)
+    check = guard.check
+
+    def spying_check(loss: float, step: int) -> bool:
+        model = spy.model
+        same_weights = all(torch.equal(a, p) for a, p in zip(spy.weights, model.parameters()))
+        new_grads = all(
+            p.grad is not None and (g is None or not torch.equal(g, p.grad))
+            for g, p in zip(spy.grads, model.parameters())
+        )
+        seen.append((step, loss, same_weights, new_grads))
+        return check(loss, step)
+
+    guard.check = spying_check
+    recorder = Metrics()
+
+    class Bind(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            spy.model = pl_module
+
+    fit(tmp_path, prepared_dataset, [Bind(), spy, guard, recorder], max_steps=4, accumulate_grad_batches=2)
+    assert [step for step, *_ in seen] == [0, 0, 1, 1, 2, 2, 3, 3]  # every micro-batch, in order
+    assert all(same for _, _, same, _ in seen)  # never after an update
+    if skip_spikes:  # in the training step: the second micro-batch's backward has not run yet
+        assert not any(new for _, _, _, new in seen[1::2])
+    else:  # before the optimizer step: both micro-batches' backward passes are in the gradients
+        assert all(new for _, _, _, new in seen)
+    assert guard.seen == 8 and guard.mean is not None and not guard._pending
+
+
 @pytest.mark.parametrize("objective", ["clm", "mlm"])
 def test_train_ppl_and_bpb_are_the_token_weighted_mean_of_each_logging_window(
     tmp_path, prepared_dataset, prepared_mlm_dataset, objective
@@ -225,3 +270,22 @@ def test_the_gpu_checks_probe_times_the_steps_before_its_profiled_ones_and_ranks
     assert 0 < sum(c["share"] for c in costs) <= 1.0001 and "ProfilerStep*" not in {c["name"] for c in costs}
     assert any(c["name"].startswith("aten::") for c in costs)  # the model's own operators are profiled
     assert ("top_device" in record) == torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the asynchronous loss copy needs a CUDA device")
+def test_the_guard_watches_a_cuda_loss_without_a_host_device_sync():
+    """``watch`` of a CUDA loss queues a copy to pinned memory and an event, never a synchronisation (sync debug
+    mode "error" raises on one); the check before the optimizer step then sees the value."""
+    from lit_pretrain.callbacks import LossNotFinite, StabilityGuard
+
+    guard = StabilityGuard(warmup_steps=0)
+    losses = torch.tensor([2.0, float("nan")], device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        guard.watch(losses[0] * 1.5, step=0)
+        guard.watch(losses[1], step=1)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    with pytest.raises(LossNotFinite, match="train/loss is nan at step 1"):
+        guard.on_before_optimizer_step(None, None, None)
+    assert guard.seen == 1 and guard.mean == 3.0
