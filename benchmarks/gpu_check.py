@@ -5,7 +5,8 @@
 * llama-1b CLM (TinyLlama's shape), bf16-mixed, SDPA, model.compile, 50 steps of 8 x 2048 tokens: with
   gpt2-small single, the MFU targets (gpt2-small >= 45 %, llama-1b >= 50 % on H100/H200);
 * bert-base MLM, bf16-mixed, 100 steps of 32 x 512 tokens;
-* the GPU-only tests (16-mixed loss scaling, FP8, CUDA memory metrics) through pytest;
+* the GPU-only tests (16-mixed loss scaling, FP8, CUDA memory metrics, the stability guard's and the pinned
+  batches' copies without a host-device sync) through pytest;
 * the ZeRO-2 / ZeRO-3 runs save ``last`` (Lightning's DeepSpeed checkpoint directory, written aside and swapped
   in) and ``python -m lit_pretrain export`` turns it into a Hugging Face directory (column ``export``).
 
@@ -152,7 +153,7 @@ def main() -> None:
     if torch.cuda.is_available() and not options.smoke:
         tests = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-rs", "tests/lit_pretrain/test_strategies.py",
-             "tests/lit_pretrain/test_callbacks.py", "-k", "fp16 or fp8 or cuda"],
+             "tests/lit_pretrain/test_callbacks.py", "tests/lit_pretrain/test_data.py", "-k", "fp16 or fp8 or cuda"],
             cwd=REPO, capture_output=True, text=True, timeout=max(30, deadline - time.perf_counter() + 20),
         )  # fmt: skip
         rows.append({"name": "GPU-only tests", "status": tests.stdout.strip().splitlines()[-1]})

@@ -26,6 +26,14 @@ from data_prep.tokens.tokenizer import load_tokenizer, planned_token_ids, role_t
 from lit_pretrain.errors import ConfigError
 
 
+def pinned_like(batch: dict[str, torch.Tensor], source: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A transformed batch in page-locked memory when the loader pinned its ``source`` (the MLM transform makes
+    new tensors, which would otherwise go to the GPU from ordinary memory, with a sync before each copy)."""
+    if not source.is_pinned():
+        return batch
+    return {key: value if value.is_pinned() else value.pin_memory() for key, value in batch.items()}
+
+
 class WindowDataset(Dataset):
     """Non-overlapping ``seq_len`` windows over a split's shards, read from disk on access."""
 
@@ -198,6 +206,9 @@ class PretrainDataModule(L.LightningDataModule):
             global rank 0 only, while the other nodes wait, which is right when ``dataset_dir`` is on storage every
             node sees (N nodes preparing one shared directory would race). True: by local rank 0 of every node,
             for node-local disks (Lightning's ``prepare_data_per_node``). One node: the same either way.
+        pin_memory: Batches in page-locked host memory, so their copy to the GPU runs asynchronously (from
+            ordinary memory CUDA waits for the device's queued work before each copy: a host-device sync every
+            step). None (the default): on when the Trainer runs on a CUDA device.
     """
 
     def __init__(
@@ -211,10 +222,12 @@ class PretrainDataModule(L.LightningDataModule):
         seed: int = 1234,
         tokens_per_parameter: float | None = None,
         prepare_data_per_node: bool = False,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.prepare_data_per_node = prepare_data_per_node  # read by Lightning to choose who calls prepare_data
+        self.pin_memory = pin_memory
         self.dataset_dir = Path(dataset_dir)
         self.prepare_config = prepare_config
         self.seq_len, self.batch_size, self.num_workers, self.seed = seq_len, batch_size, num_workers, seed
@@ -371,6 +384,14 @@ class PretrainDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
+    @property
+    def pinned(self) -> bool:
+        """Whether the loaders pin their batches: ``pin_memory``, or by default whether training is on CUDA."""
+        if self.pin_memory is not None:
+            return self.pin_memory
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
     def train_dataloader(self) -> ResumableDataLoader:
         rank, world_size = self._rank_and_world()
         sampler = ResumableWindowSampler(len(self.train_dataset), self.seed, num_replicas=world_size, rank=rank)
@@ -381,13 +402,16 @@ class PretrainDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pinned,
         )
         return self._train_loader
 
     def _eval_loader(self, dataset: WindowDataset) -> DataLoader:
         rank, world_size = self._rank_and_world()
         sampler = EvalWindowSampler(len(dataset), num_replicas=world_size, rank=rank)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+        return DataLoader(
+            dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, pin_memory=self.pinned
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_dataset)

@@ -25,6 +25,7 @@ from torchmetrics import SumMetric
 
 from lit_pretrain.callbacks.stability import StabilityGuard
 from lit_pretrain.checkpoint_io import make_saves_atomic
+from lit_pretrain.data import pinned_like
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.models import (
     PRESETS,
@@ -262,13 +263,16 @@ class PretrainModule(L.LightningModule):
         trainer, input_ids = self.trainer, batch["input_ids"]
         if not trainer.training:
             transformed = self.objective.eval_batch(input_ids)
-            return self.objective.drop_rows(transformed, batch["counted"]) if "counted" in batch else transformed
+            if "counted" in batch:
+                transformed = self.objective.drop_rows(transformed, batch["counted"])
+            return pinned_like(transformed, input_ids)
         if trainer.global_step != self._mask_step:  # the first micro-batch of an optimizer step
             self._mask_step, self._micro_batch = trainer.global_step, 0
         micro_batch, self._micro_batch = self._micro_batch, self._micro_batch + 1
-        return self.objective.train_batch(
+        transformed = self.objective.train_batch(
             input_ids, trainer.global_step, micro_batch, trainer.global_rank, trainer.world_size
         )
+        return pinned_like(transformed, input_ids)
 
     # -- steps ---------------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -158,3 +158,45 @@ def test_special_ids_planned_before_preparation_equal_the_prepared_datasets(prep
     mlm = manifest_token_ids(prepared_mlm_dataset, read_manifest(prepared_mlm_dataset))
     assert (mlm["end_of_text_id"], mlm["pad_token_id"], mlm["mask_token_id"], mlm["cls_token_id"]) == (0, 1, 3, 4)
     assert mlm["eos_token_id"] == mlm["sep_token_id"] == 0 and mlm["bos_token_id"] == 4
+
+
+def test_loaders_pin_their_batches_when_training_on_cuda_unless_told_otherwise(prepared_dataset):
+    """Pinned batches go to the GPU asynchronously (from ordinary memory CUDA syncs before every copy)."""
+    from types import SimpleNamespace
+
+    def trainer(device: str) -> SimpleNamespace:
+        strategy = SimpleNamespace(root_device=torch.device(device))
+        return SimpleNamespace(strategy=strategy, global_rank=0, world_size=1, accumulate_grad_batches=1,
+                               num_devices=1, num_nodes=1, node_rank=0)  # fmt: skip
+
+    for pin_memory, device, expected in [(None, "cuda", True), (None, "cpu", False), (False, "cuda", False),
+                                         (True, "cpu", True)]:  # fmt: skip
+        datamodule = PretrainDataModule(dataset_dir=str(prepared_dataset), prepare_config=None, seq_len=64,
+                                        pin_memory=pin_memory)  # fmt: skip
+        datamodule.trainer = trainer(device)
+        datamodule.setup("fit")
+        loaders = [datamodule.train_dataloader(), datamodule.val_dataloader(), datamodule.test_dataloader()]
+        assert [loader.pin_memory for loader in loaders] == [expected] * 3, (pin_memory, device)
+    assert PretrainDataModule(dataset_dir=str(prepared_dataset), prepare_config=None).pinned is False  # no trainer
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory and its asynchronous copy need CUDA")
+def test_a_masked_batch_stays_pinned_and_moves_to_cuda_without_a_sync(prepared_mlm_dataset):
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    from lit_pretrain.data import pinned_like
+    from lit_pretrain.objectives import build_objective
+
+    manifest_ids = PretrainDataModule(dataset_dir=str(prepared_mlm_dataset), prepare_config=None).token_ids
+    objective = build_objective("mlm", manifest_ids, 512)
+    input_ids = torch.randint(5, 512, (4, 64)).pin_memory()
+    batch = pinned_like(objective.train_batch(input_ids, 0, 0, 0, 1), input_ids)
+    assert set(batch) >= {"input_ids", "labels"} and all(value.is_pinned() for value in batch.values())
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        moved = move_data_to_device(batch, torch.device("cuda"))  # Lightning's transfer: non_blocking for CUDA
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(value.is_cuda for value in moved.values())
+    assert pinned_like({"x": torch.ones(2)}, torch.ones(2))["x"].is_pinned() is False  # unpinned source: as is
