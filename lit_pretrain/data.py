@@ -26,10 +26,11 @@ from data_prep.tokens.tokenizer import load_tokenizer, planned_token_ids, role_t
 from lit_pretrain.errors import ConfigError
 
 
-def pinned_like(batch: dict[str, torch.Tensor], source: torch.Tensor) -> dict[str, torch.Tensor]:
-    """A transformed batch in page-locked memory when the loader pinned its ``source`` (the MLM transform makes
-    new tensors, which would otherwise go to the GPU from ordinary memory, with a sync before each copy)."""
-    if not source.is_pinned():
+def pinned_like(batch: dict[str, torch.Tensor], source: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """A transformed batch in page-locked memory when it goes to a CUDA ``device`` and the loader pinned its
+    ``source`` (the MLM transform makes new tensors, which would otherwise go to the GPU from ordinary memory,
+    with a sync before each copy). Other devices: as it is, without asking CUDA about the memory."""
+    if device.type != "cuda" or not source.is_pinned():
         return batch
     return {key: value if value.is_pinned() else value.pin_memory() for key, value in batch.items()}
 

@@ -265,14 +265,14 @@ class PretrainModule(L.LightningModule):
             transformed = self.objective.eval_batch(input_ids)
             if "counted" in batch:
                 transformed = self.objective.drop_rows(transformed, batch["counted"])
-            return pinned_like(transformed, input_ids)
+            return pinned_like(transformed, input_ids, self.device)
         if trainer.global_step != self._mask_step:  # the first micro-batch of an optimizer step
             self._mask_step, self._micro_batch = trainer.global_step, 0
         micro_batch, self._micro_batch = self._micro_batch, self._micro_batch + 1
         transformed = self.objective.train_batch(
             input_ids, trainer.global_step, micro_batch, trainer.global_rank, trainer.world_size
         )
-        return pinned_like(transformed, input_ids)
+        return pinned_like(transformed, input_ids, self.device)
 
     # -- steps ---------------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -190,7 +190,7 @@ def test_a_masked_batch_stays_pinned_and_moves_to_cuda_without_a_sync(prepared_m
     manifest_ids = PretrainDataModule(dataset_dir=str(prepared_mlm_dataset), prepare_config=None).token_ids
     objective = build_objective("mlm", manifest_ids, 512)
     input_ids = torch.randint(5, 512, (4, 64)).pin_memory()
-    batch = pinned_like(objective.train_batch(input_ids, 0, 0, 0, 1), input_ids)
+    batch = pinned_like(objective.train_batch(input_ids, 0, 0, 0, 1), input_ids, torch.device("cuda"))
     assert set(batch) >= {"input_ids", "labels"} and all(value.is_pinned() for value in batch.values())
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -199,4 +199,6 @@ def test_a_masked_batch_stays_pinned_and_moves_to_cuda_without_a_sync(prepared_m
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(value.is_cuda for value in moved.values())
-    assert pinned_like({"x": torch.ones(2)}, torch.ones(2))["x"].is_pinned() is False  # unpinned source: as is
+    cuda = torch.device("cuda")
+    assert pinned_like({"x": torch.ones(2)}, torch.ones(2), cuda)["x"].is_pinned() is False  # unpinned source
+    assert pinned_like({"x": torch.ones(2)}, input_ids, torch.device("cpu"))["x"].is_pinned() is False  # CPU run
