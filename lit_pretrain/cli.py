@@ -102,6 +102,9 @@ class PretrainCLI(LightningCLI):
         from ``data.global_batch_size``."""
         hp = self.model.hparams
         check_strategy(self.trainer.strategy, hp.optimizer, hp.init_from, hp.fp8)
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, StabilityGuard):
+                callback.check_runnable(self.trainer)
         self.datamodule.apply_global_batch_size(self.trainer)
 
     def apply_horizon(self) -> None:

@@ -298,7 +298,7 @@ class PretrainModule(L.LightningModule):
             if not guard.skip_spikes:
                 guard.watch(mean, self.trainer.global_step)  # checked before the optimizer step, without a wait here
             elif guard.check(float(mean), self.trainer.global_step):  # float() waits for the device
-                return None  # a dropped spike: logged, but no backward, no update (the same decision on every rank)
+                return None  # a dropped spike: logged, but no backward, no update (one process only: check_runnable)
         self._log_window(total_sum, total_count)
         return loss
 

@@ -22,6 +22,9 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lit_pretrain.errors import ConfigError
+from lit_pretrain.strategies import is_deepspeed
+
 
 class LossNotFinite(RuntimeError):
     """The training loss became NaN or Inf."""
@@ -58,26 +61,53 @@ class StabilityGuard(L.Callback):
             host = torch.empty((), dtype=torch.float32, pin_memory=True)
             host.copy_(value, non_blocking=True)
             copied = torch.cuda.Event()
-            copied.record()
+            copied.record(torch.cuda.current_stream(value.device))  # the stream the copy was queued on
             self._pending.append((host, copied, step))
         else:
             self._pending.append((value.clone(), None, step))
 
-    def _check_pending(self) -> None:
+    def _take_pending(self) -> list[tuple[float, int]]:
         pending, self._pending = self._pending, []
+        values = []
         for host, copied, step in pending:  # every micro-batch of the step, in order
             if copied is not None:
                 copied.synchronize()  # the forward's loss: done by now, while the backward runs on
-            self.check(float(host), step)
+            values.append((float(host), step))
+        return values
+
+    def check_runnable(self, trainer: L.Trainer) -> None:
+        """``skip_spikes`` drops a batch by returning None from the training step, which Lightning supports on
+        one process and not under DeepSpeed: refuse it elsewhere before any work."""
+        if not (self.enabled and self.skip_spikes):
+            return
+        processes = trainer.num_devices * trainer.num_nodes
+        if processes > 1 or is_deepspeed(trainer.strategy):
+            where = "DeepSpeed" if is_deepspeed(trainer.strategy) else f"{processes} processes"
+            raise ConfigError(
+                f"stability.skip_spikes drops a batch on one process without DeepSpeed only, not on {where}; "
+                "pass --stability.skip_spikes false (spikes are then warned about)"
+            )
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit":
+            self.check_runnable(trainer)
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._pending = []
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        self._check_pending()  # before the update and before clipping: a NaN never reaches the weights
+        for loss, step in self._take_pending():  # before the update and clipping: a NaN never reaches the weights
+            self.check(loss, step)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._check_pending()  # batches whose optimizer step never came (none in a run that ends on a step)
+        """Micro-batches whose optimizer step never came (a stop inside an accumulation window, e.g. by
+        ``max_time``): their losses never reached the weights, so a non-finite one is a warning, not a stop."""
+        for loss, step in self._take_pending():
+            if not math.isfinite(loss):
+                rank_zero_warn(
+                    f"train/loss was {loss} at step {step} in a micro-batch whose optimizer step never ran (training "
+                    "stopped inside the accumulation window); the weights never saw it"
+                )
 
     def check(self, loss: float, step: int) -> bool:
         """Called by the module with the global mean loss of a training batch; True: skip this batch."""

@@ -187,6 +187,8 @@ def test_compile_keeps_the_models_own_checkpoint_keys_and_its_losses(runs):
         (["--model.fp8", "true"], "error: model.fp8 needs a CUDA GPU with compute capability >= 8.9"),
         (["--data.global_batch_size", "12"],
          "error: data.global_batch_size 12 is not a multiple of data.batch_size 8 x 1 devices x 1 nodes = 8"),
+        (["--stability.skip_spikes", "true", *DDP],
+         "error: stability.skip_spikes drops a batch on one process without DeepSpeed only, not on 2 processes"),
     ],
 )  # fmt: skip
 def test_what_cannot_run_here_stops_with_one_line_before_any_work(tmp_path, stdlib_corpus, args, message):

@@ -289,3 +289,33 @@ def test_the_guard_watches_a_cuda_loss_without_a_host_device_sync():
     with pytest.raises(LossNotFinite, match="train/loss is nan at step 1"):
         guard.on_before_optimizer_step(None, None, None)
     assert guard.seen == 1 and guard.mean == 3.0
+
+
+def test_a_non_finite_loss_left_pending_when_training_stops_mid_accumulation_is_a_warning():
+    """A stop inside an accumulation window (``max_time``) leaves micro-batches whose optimizer step never ran:
+    their losses never reached the weights, so a NaN among them warns instead of turning a clean stop into an
+    error; finite ones pass silently. ``skip_spikes`` is refused where Lightning cannot skip a batch."""
+    import warnings
+    from types import SimpleNamespace
+
+    from lit_pretrain.callbacks import StabilityGuard
+    from lit_pretrain.errors import ConfigError
+
+    guard = StabilityGuard()
+    guard.watch(torch.tensor(5.0), step=7)
+    guard.watch(torch.tensor(float("nan")), step=7)
+    with pytest.warns(UserWarning, match=r"train/loss was nan at step 7 in a micro-batch whose optimizer step never"):
+        guard.on_train_end(None, None)
+    assert not guard._pending
+    guard.watch(torch.tensor(5.0), step=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        guard.on_train_end(None, None)
+
+    def trainer(devices: int) -> SimpleNamespace:
+        return SimpleNamespace(num_devices=devices, num_nodes=1, strategy=None)
+
+    StabilityGuard(skip_spikes=True).check_runnable(trainer(1))
+    StabilityGuard(skip_spikes=False).check_runnable(trainer(2))
+    with pytest.raises(ConfigError, match="stability.skip_spikes drops a batch on one process .* not on 2 processes"):
+        StabilityGuard(skip_spikes=True).setup(trainer(2), None, "fit")
