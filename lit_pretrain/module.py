@@ -25,7 +25,7 @@ from torchmetrics import SumMetric
 
 from lit_pretrain.callbacks.stability import StabilityGuard
 from lit_pretrain.checkpoint_io import make_saves_atomic
-from lit_pretrain.data import pinned_like
+from lit_pretrain.windows import pinned_like
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.models import (
     PRESETS,
