@@ -6,18 +6,14 @@ import sys
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from data_prep.cli_errors import OneLineErrors
 from data_prep.config import DataPrepConfig
 from data_prep.errors import DataPrepError
 from data_prep.pipeline import prepare, summary
 
 
-class OneLineErrorParser(ArgumentParser):
+class OneLineErrorParser(OneLineErrors, ArgumentParser):
     """jsonargparse prints the whole usage before an error; users need only the line that names the culprit."""
-
-    def error(self, message: str, *args, **kwargs):  # noqa: D102 - argparse's signature
-        first_line = " ".join(str(message).split())
-        sys.stderr.write(f"error: {first_line}\n(run with --help for the list of options)\n")
-        raise SystemExit(2)
 
 
 def build_parser() -> ArgumentParser:
@@ -29,6 +25,7 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    parser.argv = sys.argv[1:] if argv is None else list(argv)
     values = parser.parse_args(argv).as_dict()
     values.pop("config", None)
     try:

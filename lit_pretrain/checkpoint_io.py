@@ -15,6 +15,7 @@ resume) puts it back."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from lit_pretrain.errors import NoSpaceLeft
 
 PARTIAL = ".{name}.partial-{pid}"
 PARTIAL_DIRECTORY = ".{name}.partial"  # the same on every rank: all of them write their shards into it
@@ -47,9 +50,48 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(partial, path)
+        except Exception as error:
+            full = no_space_left(error, path)
+            if full is not None:
+                raise full from None
+            raise
         finally:
             partial.unlink(missing_ok=True)
         fsync_directory(path.parent)  # the rename itself survives a power cut
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def full_disk_cause(error: BaseException | None) -> OSError | None:
+    """The ``OSError`` saying the disk (or the user's quota) is full behind ``error``, looking through the causes
+    torch, fsspec and torch.distributed.checkpoint (``CheckpointException.failures``) wrap it in; else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in FULL:
+            return error
+        failures = getattr(error, "failures", None)
+        nested = [cause for cause in (failures or {}).values() if isinstance(cause, BaseException)]
+        error = nested[0] if nested else (error.__cause__ or error.__context__)
+    return None
+
+
+def no_space_left(error: BaseException, path: Path) -> NoSpaceLeft | None:
+    """The one-line error for a save of ``path`` that failed on a full disk; None for any other failure."""
+    error = full_disk_cause(error)
+    if error is None:
+        return None
+    try:
+        free = shutil.disk_usage(path.parent).free
+        room = f"{free / 1e6:,.0f} MB free there now"
+    except OSError:
+        room = "free space unknown"
+    what = "quota exceeded" if error.errno == errno.EDQUOT else "no space left on device"
+    return NoSpaceLeft(
+        f"{what}: saving '{path}' failed ({room}); the checkpoints saved before it are intact and nothing half-"
+        "written is left: free space (or move the run directory), then resume with --ckpt_path last"
+    )
 
 
 def fsync_directory(directory: Path) -> None:
@@ -124,7 +166,15 @@ def atomic_directory_saves(strategy) -> None:
         if strategy.is_global_zero and partial.exists():
             remove(partial)  # left by a run killed while saving
         strategy.barrier("lit_pretrain.partial_checkpoint_cleared")
-        save(checkpoint, partial, storage_options)
+        try:
+            save(checkpoint, partial, storage_options)
+        except Exception as error:
+            full = no_space_left(error, path)
+            if full is None:
+                raise
+            if strategy.is_global_zero:
+                remove(partial)  # the shards written so far: the previous checkpoint is untouched
+            raise full from None
         strategy.barrier("lit_pretrain.checkpoint_written")
         if strategy.is_global_zero:
             replace_directory(partial, path)

@@ -36,7 +36,9 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from data_prep.cli_errors import OneLineErrors
 from data_prep.errors import DataPrepError
+from data_prep.tokens.shards import MANIFEST_FILE
 from lit_pretrain.callbacks import (
     GenerateSample,
     GradientNorm,
@@ -47,10 +49,12 @@ from lit_pretrain.callbacks import (
     StabilityGuard,
     Throughput,
 )
+from lit_pretrain.checkpoint_io import full_disk_cause
 from lit_pretrain.data import PretrainDataModule
-from lit_pretrain.errors import ConfigError
+from lit_pretrain.errors import ConfigError, NoSpaceLeft
 from lit_pretrain.module import PretrainModule
-from lit_pretrain.resume import check_same_model, find_last, restore_interrupted_replacements
+from lit_pretrain.resume import check_resume, find_last, restore_interrupted_replacements
+from lit_pretrain.run_lock import RunLock
 from lit_pretrain.strategies import check_strategy
 
 DEFAULT_LOGGER = {
@@ -59,15 +63,18 @@ DEFAULT_LOGGER = {
 }
 
 
-class OneLineErrorParser(LightningArgumentParser):
-    """jsonargparse prints the full usage before an error; show only the line that names the culprit."""
-
-    def error(self, message: str, *args, **kwargs):
-        sys.stderr.write(f"error: {' '.join(str(message).split())}\n(run with --help for the list of options)\n")
-        raise SystemExit(2)
+class OneLineErrorParser(OneLineErrors, LightningArgumentParser):
+    """jsonargparse prints the full usage before an error; show only the line that names the culprit (the YAML file
+    of a syntax error, the nearest valid key of an unknown one)."""
 
 
 class PretrainCLI(LightningCLI):
+    run_lock: RunLock | None = None
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        OneLineErrorParser.argv = sys.argv[1:] if args is None else list(args)  # for errors naming a --config file
+        super().parse_arguments(parser, args)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(PretrainCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500})
@@ -110,13 +117,12 @@ class PretrainCLI(LightningCLI):
     def apply_horizon(self) -> None:
         """``data.tokens_per_parameter``: derive ``trainer.max_steps`` from the exact parameter count (the model
         on the meta device, as ``estimate`` counts it) and the global batch, and say so."""
-        from lit_pretrain.estimate import meta_model
         from lit_pretrain.models import count_parameters
 
         trainer, data = self.trainer, self.datamodule
         if data.tokens_per_parameter is None:
             return
-        parameters = count_parameters(meta_model(self.model))
+        parameters = count_parameters(self.model.meta_model())
         tokens, steps, per_step = data.horizon(parameters, trainer.world_size, trainer.accumulate_grad_batches)
         replaced = f"; replaces trainer.max_steps {trainer.max_steps}" if trainer.max_steps not in (-1, None) else ""
         if trainer.is_global_zero:
@@ -127,9 +133,45 @@ class PretrainCLI(LightningCLI):
         trainer.fit_loop.epoch_loop.max_steps = steps  # what trainer.max_steps reads
 
     def before_fit(self) -> None:
-        self.check_run()
-        self.apply_horizon()
-        self.check_resume()
+        self.before_run(self.check_run, self.verify_data, self.apply_horizon, lambda: self.check_resume(fitting=True))
+
+    def before_run(self, *checks) -> None:
+        """Lock the run directory (global rank 0), then run ``checks``: a check that refuses the run unlocks it and
+        leaves the directory as it was, since nothing else has been written there yet (config.yaml, logs and
+        checkpoints are written once the Trainer starts)."""
+        if self.trainer.is_global_zero and self.subcommand in ("fit", "validate", "test"):
+            self.run_lock = RunLock(self.run_directory())
+            self.run_lock.acquire()
+        try:
+            for check in checks:
+                check()
+        except BaseException:
+            if self.run_lock is not None:
+                self.run_lock.abandon()
+            raise
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        # LightningCLI runs before_<subcommand>, the Trainer's method, after_<subcommand>: the run directory stays
+        # locked until all of them are done, or one of them raises.
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
+
+    def run_directory(self) -> Path:
+        """Where this run writes config.yaml and its logs (the logger's directory, else ``default_root_dir``)."""
+        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
+
+    def verify_data(self) -> None:
+        """The shards against their manifest, before the run directory is touched (``data.verify``); a dataset not
+        prepared yet is checked in ``setup``, after it is prepared."""
+        data = self.datamodule
+        if hasattr(data, "verify_dataset") and (data.dataset_dir / MANIFEST_FILE).is_file():
+            try:
+                data.verify_dataset()
+            except DataPrepError as error:
+                raise ConfigError(str(error)) from None
 
     def checkpoint_directory(self) -> Path:
         callback = self.trainer.checkpoint_callback
@@ -137,7 +179,7 @@ class PretrainCLI(LightningCLI):
             return Path(callback.dirpath)
         return Path(self.trainer.log_dir or self.trainer.default_root_dir) / "checkpoints"
 
-    def check_resume(self) -> None:
+    def check_resume(self, fitting: bool = False) -> None:
         """``--ckpt_path``: ``last`` before any checkpoint exists (the first submission of a job that is requeued
         with the same command) starts fresh with one visible line instead of Lightning's warning; ``last`` is
         resolved here to the file Lightning would pick; a truncated, corrupt or other model's checkpoint is
@@ -161,15 +203,13 @@ class PretrainCLI(LightningCLI):
         path = Path(arguments["ckpt_path"])
         if path.parent.is_dir():
             restore_interrupted_replacements(path.parent)
-        check_same_model(path, self.model)
+        check_resume(path, self.model, self.datamodule, self.trainer, fitting)
 
     def before_validate(self) -> None:
-        self.check_run()
-        self.check_resume()
+        self.before_run(self.check_run, self.verify_data, self.check_resume)
 
     def before_test(self) -> None:
-        self.check_run()
-        self.check_resume()
+        self.before_run(self.check_run, self.verify_data, self.check_resume)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -204,3 +244,16 @@ def main(args: list[str] | None = None) -> None:
     except LossNotFinite as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(3) from None
+    except NoSpaceLeft as error:
+        sys.stderr.write(f"error: {error}\n")
+        raise SystemExit(1) from None
+    except Exception as error:
+        full = full_disk_cause(error)  # a full disk under anything else that writes: the logger, a sample, ...
+        if full is None:
+            raise
+        what = f"writing '{full.filename}'" if full.filename else "writing the run's logs"
+        sys.stderr.write(
+            f"error: no space left on device: {what} failed; the checkpoints saved before it are intact: free space "
+            "(or move the run directory), then resume with --ckpt_path last\n"
+        )
+        raise SystemExit(1) from None

@@ -10,19 +10,24 @@ saved in checkpoints, so a resumed run continues with the next unseen window ins
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
+import torch
 import yaml
-from torch.utils.data import DataLoader
 
+from data_prep.cli_errors import yaml_problem
 from data_prep.config import DataPrepConfig
 from data_prep.errors import DataPrepError
 from data_prep.pipeline import prepare
 from data_prep.tokens.shards import MANIFEST_FILE, read_manifest
 from data_prep.tokens.tokenizer import load_tokenizer, planned_token_ids, role_token_ids
+from data_prep.tokens.verify import find_out_of_range, record, verify
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.windows import (  # re-exported: imported from here by earlier code
+    EvalDataLoader,
     EvalWindowSampler,
     ResumableDataLoader,
     ResumableWindowSampler,
@@ -41,6 +46,8 @@ __all__ = [
     "manifest_token_ids",
     "pinned_like",
 ]
+
+NEW_RUN = "or start a new run in another run directory (--trainer.logger.init_args.name NEW, without --ckpt_path)"
 
 
 class PretrainDataModule(L.LightningDataModule):
@@ -66,6 +73,12 @@ class PretrainDataModule(L.LightningDataModule):
         pin_memory: Batches in page-locked host memory, so their copy to the GPU runs asynchronously (from
             ordinary memory CUDA waits for the device's queued work before each copy: a host-device sync every
             step). None (the default): on when the Trainer runs on a CUDA device.
+        verify: How the shards are checked against their manifest at ``setup``, before any step. ``size``: every
+            shard and index is there with the length the manifest and index say (a stat per file), and each batch's
+            largest token id is checked against the vocabulary. ``hash`` (the default): the sizes, and each file's
+            SHA-256 too, once per dataset: global rank 0 of the first run that reads it hashes (the other ranks
+            wait) and records it in ``verified.json`` beside the manifest, so later runs of the same files skip it
+            (about 1 s per GB; see docs/benchmarks.md). ``off``: no check of the files (the id check stays).
     """
 
     def __init__(
@@ -80,9 +93,22 @@ class PretrainDataModule(L.LightningDataModule):
         tokens_per_parameter: float | None = None,
         prepare_data_per_node: bool = False,
         pin_memory: bool | None = None,
+        verify: Literal["size", "hash", "off"] = "hash",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for key, value in (("seq_len", seq_len), ("batch_size", batch_size)):
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(
+                    f"data.{key} {value} must be a positive number of {'tokens' if key == 'seq_len' else 'windows'}, e.g. --data.{key} {256 if key == 'seq_len' else 32}"
+                )
+        if num_workers < 0:
+            raise ConfigError(f"data.num_workers {num_workers} must be 0 (read in the main process) or more")
+        if verify not in ("size", "hash", "off"):
+            raise ConfigError(f"data.verify '{verify}' is not one of size, hash, off")
+        self.verify = verify
+        self._sizes_checked = False
+        self._hash_result: str | None | bool = False  # False: not run yet; None: passed or not this rank's job
         self.prepare_data_per_node = prepare_data_per_node  # read by Lightning to choose who calls prepare_data
         self.pin_memory = pin_memory
         self.dataset_dir = Path(dataset_dir)
@@ -106,7 +132,16 @@ class PretrainDataModule(L.LightningDataModule):
                 f"data.prepare_config '{path}' not found and '{self.dataset_dir / MANIFEST_FILE}' does not exist; "
                 "pass --data.prepare_config or prepare the dataset first with python -m data_prep"
             )
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(
+                f"data.prepare_config '{path}' is not valid YAML ({yaml_problem(error)}); fix the file"
+            ) from None
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"data.prepare_config '{path}' holds a {type(values).__name__}, not a mapping of data_prep keys"
+            )
         values["output_dir"] = str(self.dataset_dir)
         return DataPrepConfig.from_dict(values)
 
@@ -171,7 +206,9 @@ class PretrainDataModule(L.LightningDataModule):
             self.apply_global_batch_size(self.trainer)
         if (self.dataset_dir / MANIFEST_FILE).is_file() or self.prepare_config is None:
             return
-        prepare(self._prep_config())
+        manifest = prepare(self._prep_config())
+        # Its shards were hashed as they were written: that is this dataset's verification.
+        record(self.dataset_dir, manifest)
 
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is not None:
@@ -199,19 +236,120 @@ class PretrainDataModule(L.LightningDataModule):
                 f"'{self.dataset_dir / MANIFEST_FILE}' was prepared with special token ids {prepared_ids} but this "
                 f"run was configured for {self.token_ids}; restart so both agree"
             )
+        self.verify_dataset(collective=True)
         self.train_dataset = self._windows("train")
         self.val_dataset = self._windows("val")
         self.test_dataset = self._windows(self.test_split)
 
+    # -- verification of the files, and of what a resumed run continues --------------------------------------
+    def verify_dataset(self, collective: bool = False) -> None:
+        """Check the shards against the manifest (``verify``; see the class doc) and stop with one line naming the
+        file on a mismatch. Hashing is the job of one process (global rank 0, or local rank 0 of each node with
+        ``prepare_data_per_node``); with ``collective`` every rank then learns its verdict, so all stop together.
+        The CLI calls this before the run directory is touched, ``setup`` again with ``collective`` (each check
+        runs once per process)."""
+        manifest = self.manifest if self.manifest is not None else read_manifest(self.dataset_dir)
+        if self.verify == "off":
+            return
+        trainer = self.trainer
+        if self._hash_result is False:
+            rank = 0 if trainer is None else trainer.local_rank if self.prepare_data_per_node else trainer.global_rank
+            try:
+                hashed = verify(self.dataset_dir, manifest, hashes=self.verify == "hash" and rank == 0)
+                self._hash_result = None
+            except DataPrepError as error:
+                self._hash_result = str(error)
+                hashed = None
+            if hashed is not None:
+                read, seconds = hashed
+                sys.stderr.write(
+                    f"lit_pretrain: verified the SHA-256 of {self.dataset_dir}'s {read / 1e6:,.1f} MB of shards in "
+                    f"{seconds:.2f} s (recorded in verified.json: later runs skip it)\n"
+                )
+        message = self._hash_result
+        if collective and trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
+            verdicts = [None] * trainer.world_size
+            torch.distributed.all_gather_object(verdicts, message)  # the others wait for the hashing rank here
+            message = next((verdict for verdict in verdicts if verdict), None)
+        if message:
+            raise ConfigError(message)
+
+    def data_order(self) -> dict:
+        """What decides which windows a step takes, saved in checkpoints and compared on resume: the dataset (its
+        manifest's fingerprint), the window length and the seed of the permutation."""
+        manifest = self.manifest if self.manifest is not None else read_manifest(self.dataset_dir)
+        return {
+            "dataset_fingerprint": manifest.get("fingerprint"),
+            "dataset_dir": str(self.dataset_dir),
+            "seq_len": self.seq_len,
+            "seed": self.seed,
+        }
+
+    def check_data_order(self, saved: dict, source: str) -> None:
+        """Refuse to continue a run whose saved data order (:meth:`data_order` of the run that wrote ``source``)
+        is not this config's, with one line naming the key, both values and the two ways on."""
+        now = self.data_order()
+        for key in ("seq_len", "seed"):
+            if key in saved and saved[key] != now[key]:
+                why = (
+                    "its saved position counts windows of that length"
+                    if key == "seq_len"
+                    else "it seeds the window order"
+                )
+                raise ConfigError(
+                    f"{source} was trained with data.{key} {saved[key]} and this run has {now[key]} ({why}); resume "
+                    f"with --data.{key} {saved[key]}, {NEW_RUN}"
+                )
+        theirs = saved.get("dataset_fingerprint")
+        if theirs is not None and now["dataset_fingerprint"] is not None and theirs != now["dataset_fingerprint"]:
+            raise ConfigError(
+                f"{source} was trained on the dataset in '{saved.get('dataset_dir')}' (fingerprint {theirs}) and "
+                f"data.dataset_dir '{self.dataset_dir}' holds another (fingerprint {now['dataset_fingerprint']}); "
+                f"resume with --data.dataset_dir {saved.get('dataset_dir')} (or that dataset prepared again), {NEW_RUN}"
+            )
+
+    def layout(self, trainer: L.Trainer) -> dict[str, int]:
+        """How this run takes its windows (what the saved position counts in): see ``windows.check_layout``."""
+        return {
+            "batch_size": self.batch_size,
+            "processes": trainer.world_size,
+            "accumulation": trainer.accumulate_grad_batches,
+        }
+
+    def state_dict(self) -> dict:
+        return {"data_order": self.data_order()} if self.manifest is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """A run driven from Python resumes through Lightning's restore: the same check as the CLI's (which runs it
+        earlier, before anything in the run directory is written)."""
+        if state.get("data_order"):
+            self.check_data_order(state["data_order"], "the checkpoint")
+
     def _windows(self, split: str) -> WindowDataset:
         info = self.manifest["splits"][split]
         dataset = WindowDataset(self.dataset_dir, info["files"], self.manifest["dtype"], self.seq_len)
+        if self.verify != "hash":  # ids are not vouched for by a hash: check each batch's largest one
+            dataset.id_check = (int(self.manifest["vocab_size"]), self._out_of_range)
         if len(dataset) == 0:
             raise ConfigError(
                 f"the {split} split of '{self.dataset_dir}' has {info['tokens']} tokens, fewer than one window of "
                 f"data.seq_len={self.seq_len}; lower --data.seq_len or add data"
             )
         return dataset
+
+    def _out_of_range(self, dataset: WindowDataset, largest: int) -> ConfigError:
+        """The error for a batch holding id ``largest`` >= the vocabulary, naming the shard that holds it."""
+        vocab = int(self.manifest["vocab_size"])
+        found = find_out_of_range(self.dataset_dir, self.manifest, [p.name for p in dataset.paths], vocab)
+        where = (
+            f"'{found[0]}' holds token id {found[2]:,} at token {found[1]:,}"
+            if found
+            else f"a batch holds token id {largest:,}"
+        )
+        return ConfigError(
+            f"{where}, beyond the vocabulary of {vocab:,} ids in '{self.dataset_dir / MANIFEST_FILE}': the shard is "
+            "damaged; prepare the dataset again (data.verify hash finds such a file before the first step)"
+        )
 
     # -- facts the module and callbacks use ----------------------------------------------------------------
     @property
@@ -263,17 +401,17 @@ class PretrainDataModule(L.LightningDataModule):
         )
         return self._train_loader
 
-    def _eval_loader(self, dataset: WindowDataset) -> DataLoader:
+    def _eval_loader(self, dataset: WindowDataset) -> EvalDataLoader:
         rank, world_size = self._rank_and_world()
         sampler = EvalWindowSampler(len(dataset), num_replicas=world_size, rank=rank)
-        return DataLoader(
+        return EvalDataLoader(
             dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, pin_memory=self.pinned
         )
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> EvalDataLoader:
         return self._eval_loader(self.val_dataset)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> EvalDataLoader:
         return self._eval_loader(self.test_dataset)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

@@ -371,18 +371,6 @@ class _ConfigOnlyCLI:
         )
 
 
-def meta_model(module):
-    """The module's ``transformers`` model with every parameter on the meta device: exact shapes, no memory."""
-    from lit_pretrain.parallel import parameters_on_meta
-
-    with parameters_on_meta():
-        return module.objective.auto_class.from_config(
-            module.model_config,
-            attn_implementation=module.hparams.attn_implementation,
-            trust_remote_code=module.hparams.get("trust_remote_code", False),
-        )
-
-
 def from_config(args: list[str]) -> tuple[object, Layout, int | None, int, object]:
     """(model on the meta device, layout, trainer.max_steps, devices x nodes, data module) of a training config."""
     cli = _ConfigOnlyCLI.load(args)
@@ -390,7 +378,7 @@ def from_config(args: list[str]) -> tuple[object, Layout, int | None, int, objec
     strategy_object = cli.config_init["trainer"].get("strategy")
     module, data = cli.model, cli.datamodule
     kind, offload_optimizer, offload_parameters = strategy_layout(strategy_object)
-    model = meta_model(module)
+    model = module.meta_model()
     devices = trainer.get("devices")
     devices = devices if isinstance(devices, int) else len(devices) if isinstance(devices, list) else 1
     world = max(1, devices) * max(1, trainer.get("num_nodes") or 1)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from lit_pretrain.checkpoint_io import replace_directory
+from lit_pretrain.checkpoint_io import full_disk_cause, replace_directory
 from lit_pretrain.errors import ConfigError
 
 HF_TOKENIZER_DIR = "hf_tokenizer"
@@ -61,6 +61,11 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def _torch_load(path: Path) -> dict:
+    from lit_pretrain.resume import not_a_torch_file
+
+    why = not_a_torch_file(path)
+    if why is not None:
+        raise ConfigError(f"export: '{path}' cannot be loaded as a checkpoint ({why})")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as error:  # truncated, corrupt, or not a checkpoint at all
@@ -160,9 +165,15 @@ def export(source: Path, out: Path, dataset_dir: str | None = None, replace: boo
     module, data_hparams = model_from_checkpoint(checkpoint, checkpoint_path)
     tokenizer_dir = tokenizer_directory(data_hparams, dataset_dir)
     out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+    except OSError as error:
+        blocker = next((p for p in out.parents if p.exists()), None)
+        why = f"'{blocker}' is a file" if blocker is not None and not blocker.is_dir() else error.strerror
+        raise ConfigError(f"export: cannot write '{out}' ({why}); give an output directory you can write to") from None
     try:
         module.model.save_pretrained(str(partial), safe_serialization=True)
         for file in tokenizer_dir.iterdir():
@@ -173,6 +184,11 @@ def export(source: Path, out: Path, dataset_dir: str | None = None, replace: boo
             if out.exists():
                 out.rmdir()  # empty (checked above)
             os.replace(partial, out)
+    except OSError as error:
+        what = "no space left on device" if full_disk_cause(error) else error.strerror or type(error).__name__
+        raise ConfigError(
+            f"export: writing '{out}' failed ({what}); nothing was left there: free space or choose another output directory"
+        ) from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return out

@@ -272,6 +272,15 @@ def build_model(
     return model.to(device) if shard is None and device is not None else model
 
 
+def meta_model(auto_class, config: PretrainedConfig, attn_implementation: str = "sdpa", trust_remote_code=False):
+    """The ``transformers`` model a config builds, with every parameter on the meta device: exact names and shapes,
+    no memory (what ``estimate`` counts and a resume compares a checkpoint with)."""
+    with parameters_on_meta():
+        return auto_class.from_config(
+            config, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+        )
+
+
 def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
     """Training FLOPs (forward + backward) per token: ``6 N + 12 L H Q T`` (PaLM, appendix B).
 

@@ -25,7 +25,6 @@ from torchmetrics import SumMetric
 
 from lit_pretrain.callbacks.stability import StabilityGuard
 from lit_pretrain.checkpoint_io import make_saves_atomic
-from lit_pretrain.windows import pinned_like
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.models import (
     PRESETS,
@@ -35,6 +34,7 @@ from lit_pretrain.models import (
     check_same_vocabulary,
     load_pretrained_config,
     max_positions,
+    meta_model,
     supports,
 )
 from lit_pretrain.objectives import build_objective
@@ -49,6 +49,7 @@ from lit_pretrain.strategies import (
     is_deepspeed_zero3,
     offloads_optimizer,
 )
+from lit_pretrain.windows import pinned_like
 
 # The objective's transform lives in this module's on_before_batch_transfer while the data module counts
 # consumed batches in on_after_batch_transfer; Lightning warns that the module's hook wins, which is intended.
@@ -222,6 +223,13 @@ class PretrainModule(L.LightningModule):
         self.objective.positionwise = shard is None
         if hp.compile:
             self.model.compile()  # in place: parameter names and checkpoint keys stay the model's own
+
+    def meta_model(self):
+        """This module's model on the meta device (exact parameter names and shapes, no memory)."""
+        hp = self.hparams
+        return meta_model(
+            self.objective.auto_class, self.model_config, hp.attn_implementation, hp.get("trust_remote_code", False)
+        )
 
     def _prepare_model(self, model) -> None:
         """Before the weights are materialised and sharded: FP8 linears (torchao converts before fully_shard) and

@@ -9,7 +9,8 @@ The data module (:mod:`lit_pretrain.data`) builds these from a prepared dataset 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,12 @@ class WindowDataset(Dataset):
         self.paths = [Path(directory) / name for name in files]
         self.dtype = np.dtype(dtype)
         self.seq_len = seq_len
+        # (vocabulary size, error factory): set when the shards' ids are not vouched for by a hash check; the
+        # loaders then check each batch's largest id in the main process, before it reaches an embedding.
+        self.id_check: tuple[int, Callable[[WindowDataset, int], Exception]] | None = None
+        missing = next((path for path in self.paths if not path.is_file()), None)
+        if missing is not None:
+            raise ConfigError(f"'{missing}' is missing (its dataset's manifest lists it); prepare the dataset again")
         windows_per_shard = [shard_token_count(path, self.dtype) // seq_len for path in self.paths]
         # first_window[k] is the global index of shard k's first window (prefix sums).
         self.first_window = np.concatenate([[0], np.cumsum(windows_per_shard)]).astype(np.int64)
@@ -111,7 +118,39 @@ class EvalWindowSampler(DistributedSampler):
         return self.per_rank
 
 
-class ResumableDataLoader(DataLoader):
+def ignore_interrupts(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process: a terminal sends SIGINT to the whole process group,
+    and a worker that died of it would fail the batch the main process is still finishing before it saves."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class CheckedLoader(DataLoader):
+    """A DataLoader that checks each batch's largest token id in the main process when its dataset asks for it
+    (``WindowDataset.id_check``), and whose workers ignore Ctrl-C."""
+
+    def __init__(self, dataset: Dataset, **kwargs) -> None:
+        if kwargs.get("num_workers", 0) > 0:
+            kwargs.setdefault("worker_init_fn", ignore_interrupts)
+        super().__init__(dataset, **kwargs)
+
+    def __iter__(self):
+        batches = super().__iter__()
+        check = getattr(self.dataset, "id_check", None)
+        return batches if check is None else self._checked(batches, *check)
+
+    def _checked(self, batches, vocab_size: int, error: Callable[[WindowDataset, int], Exception]):
+        for batch in batches:
+            largest = int(batch["input_ids"].max())  # on the CPU, before the copy: microseconds per batch
+            if largest >= vocab_size:
+                raise error(self.dataset, largest)
+            yield batch
+
+
+class EvalDataLoader(CheckedLoader):
+    """The validation/test loader (a plain loader with the id check)."""
+
+
+class ResumableDataLoader(CheckedLoader):
     """A DataLoader whose ``state_dict`` is the global position of the next unseen sample.
 
     Lightning saves this state in checkpoints and restores it before iterating (Lightning >= 2.2). Consumption
@@ -148,31 +187,32 @@ class ResumableDataLoader(DataLoader):
         return {"epoch": self.sampler.epoch, "consumed": self.consumed, "seed": self.sampler.seed, **self.layout}
 
     def load_state_dict(self, state: dict) -> None:
-        self.check_layout(state)
+        check_layout(state, self.layout)
         self.sampler.epoch = state["epoch"]
         self.sampler.start = state["consumed"]
         self.consumed = state["consumed"]
 
-    def check_layout(self, state: dict) -> None:
-        """A checkpoint written by another number of processes resumes at its global sample position when each
-        optimizer step still takes the same windows in the same number of micro-batches (batch_size x processes
-        and accumulation unchanged): Lightning's loop counts micro-batches per process, and only then does its
-        count mean the same windows. Anything else is refused before a step is taken."""
-        if "processes" not in state:  # written before the layout was recorded
-            return
-        saved, now = state, self.layout
-        if (saved["batch_size"] * saved["processes"], saved["accumulation"]) == (
-            now["batch_size"] * now["processes"],
-            now["accumulation"],
-        ):
-            return
-        needed = saved["batch_size"] * saved["processes"]
-        hint = f" (here: --data.batch_size {needed // now['processes']})" if needed % now["processes"] == 0 else ""
-        raise ConfigError(
-            f"--ckpt_path: the checkpoint was written with {describe(saved)} and this run takes {describe(now)}; "
-            f"resume with batch_size x processes = {needed} and accumulation {saved['accumulation']}{hint}, "
-            "or start a new run"
-        )
+
+def check_layout(saved: dict, now: dict[str, int]) -> None:
+    """A checkpoint written by another number of processes resumes at its global sample position when each
+    optimizer step still takes the same windows in the same number of micro-batches (batch_size x processes and
+    accumulation unchanged): Lightning's loop counts micro-batches per process, and only then does its count mean
+    the same windows. Anything else is refused before a step is taken (the CLI checks it before the run directory
+    is touched; this loader again when Lightning restores it)."""
+    if "processes" not in saved:  # written before the layout was recorded
+        return
+    if (saved["batch_size"] * saved["processes"], saved["accumulation"]) == (
+        now["batch_size"] * now["processes"],
+        now["accumulation"],
+    ):
+        return
+    needed = saved["batch_size"] * saved["processes"]
+    hint = f" (here: --data.batch_size {needed // now['processes']})" if needed % now["processes"] == 0 else ""
+    raise ConfigError(
+        f"--ckpt_path: the checkpoint was written with {describe(saved)} and this run takes {describe(now)}; "
+        f"resume with batch_size x processes = {needed} and accumulation {saved['accumulation']}{hint}, "
+        "or start a new run"
+    )
 
 
 def describe(layout: dict[str, int]) -> str:

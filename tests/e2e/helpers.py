@@ -26,6 +26,23 @@ def run(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProces
     )  # fmt: skip
 
 
+def in_process(project: Path, *args: str, capsys) -> tuple[int, list[str]]:
+    """(exit code, the ``error:`` lines) of ``python -m lit_pretrain *args`` run in this process (``capsys``:
+    pytest's capture of it), for refusals that stop before any training: a subprocess would only add its start-up."""
+    from lit_pretrain.cli import main
+
+    cwd = Path.cwd()
+    os.chdir(project)
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    finally:
+        os.chdir(cwd)
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+
+
 def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -38,16 +55,21 @@ def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def recorder_config(
-    directory: Path, name: str, kill_at_step: int | None = None, pause_s: float = 0.0
-) -> tuple[str, Path]:
-    record = directory / f"{name}.jsonl"
+def callbacks_config(directory: Path, name: str, *callbacks: tuple[str, dict]) -> str:
+    """A ``--config`` file adding ``recorder.<class>(**init_args)`` for each (class, init_args) to the Trainer."""
     config = directory / f"{name}-callbacks.yaml"
+    listed = [{"class_path": f"recorder.{name_}", "init_args": init_args} for name_, init_args in callbacks]
+    config.write_text(yaml.safe_dump({"trainer": {"callbacks": listed}}))
+    return str(config)
+
+
+def recorder_config(
+    directory: Path, name: str, kill_at_step: int | None = None, pause_s: float = 0.0, *others: tuple[str, dict]
+) -> tuple[str, Path]:
+    """A ``--config`` file with a :class:`recorder.BatchRecorder` writing ``<name>.jsonl`` (and ``others``)."""
+    record = directory / f"{name}.jsonl"
     init_args = {"path": str(record), "kill_at_step": kill_at_step, "pause_s": pause_s}
-    config.write_text(
-        yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "recorder.BatchRecorder", "init_args": init_args}]}})
-    )
-    return str(config), record
+    return callbacks_config(directory, name, ("BatchRecorder", init_args), *others), record
 
 
 def make_project(directory: Path, corpus: Path, objective: str = "clm") -> Path:
@@ -88,4 +110,6 @@ def kill_and_resume(project: Path, common: list[str], name: str, kill_at_step: i
     resume = ["--config", config, "--trainer.logger.init_args.name", name, "--ckpt_path", "last"]
     result = run("fit", *common, *resume, cwd=project)
     assert result.returncode == 0, result.stderr[-3000:]
+    # The killed run held the run directory's lock and never released it: the resumed run takes it over.
+    assert f"took over the lock of run directory 'runs/{name}' from PID " in result.stderr
     return read_records(reference), read_records(killed), read_records(resumed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import time
 
 import lightning as L
@@ -117,3 +118,54 @@ class InjectFault(L.Callback):
             objective.loss = faulty
         else:
             objective.loss = objective._clean_loss
+
+
+class SignalDuring(L.Callback):
+    """Sends ``signal_name`` to its own process from inside the first periodic checkpoint save (``during="save"``)
+    or the first sample (``during="sample"``) at or after step ``at_step``: the handler runs right there, while the
+    save or the sample is on the stack, as when a scheduler's signal lands in the middle of one."""
+
+    def __init__(self, during: str, at_step: int = 1, signal_name: str = "SIGTERM") -> None:
+        self.during, self.at_step, self.signal_name, self.fired = during, at_step, signal_name, False
+
+    def _signal_then(self, trainer, function):
+        def wrapped(*args, **kwargs):
+            if not self.fired and trainer.global_step >= self.at_step:
+                self.fired = True
+                os.kill(os.getpid(), getattr(signal, self.signal_name))
+            return function(*args, **kwargs)
+
+        return wrapped
+
+    def on_fit_start(self, trainer, pl_module) -> None:  # after setup, where the run's checkpoint IO is set
+        if self.during == "save":
+            io = trainer.strategy.checkpoint_io
+            io.save_checkpoint = self._signal_then(trainer, io.save_checkpoint)
+        else:
+            from lit_pretrain.callbacks import GenerateSample
+
+            sampler = next(c for c in trainer.callbacks if isinstance(c, GenerateSample))
+            sampler.generate = self._signal_then(trainer, sampler.generate)
+
+
+class FillDisk(L.Callback):
+    """At the end of step ``at_step``, writes zeros into ``path`` until its filesystem is full (a real ENOSPC),
+    as another job filling a shared disk would."""
+
+    def __init__(self, path: str, at_step: int) -> None:
+        self.path, self.at_step = path, at_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step != self.at_step or os.path.exists(self.path):
+            return
+        with open(self.path, "wb", buffering=0) as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 65536)
+            except OSError:
+                pass
+            try:
+                while True:
+                    handle.write(b"\0")
+            except OSError:
+                pass

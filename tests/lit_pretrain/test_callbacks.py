@@ -264,7 +264,9 @@ def test_the_gpu_checks_probe_times_the_steps_before_its_profiled_ones_and_ranks
     fit(tmp_path, prepared_dataset, [probe], max_steps=8)
     (record,) = [json.loads(line) for line in path.read_text().splitlines()]
     assert (probe.start_step, probe.stop_step, record["steps"], record["profiled_steps"]) == (2, 5, 8, 3)
-    assert record["tokens_per_s"] == pytest.approx(3 * 4 * 64 / (probe.stop_time - probe.start_time), rel=1e-3)
+    # The probe rounds tokens/s to a whole number: on a slow or busy CPU (under 500 tokens/s) that is more than 0.1 %.
+    expected = 3 * 4 * 64 / (probe.stop_time - probe.start_time)
+    assert record["tokens_per_s"] == pytest.approx(expected, rel=1e-3, abs=0.5)
     costs = record["top_host"]
     assert len(costs) == 8 and all(a["ms"] >= b["ms"] > 0 for a, b in zip(costs, costs[1:]))
     assert 0 < sum(c["share"] for c in costs) <= 1.0001 and "ProfilerStep*" not in {c["name"] for c in costs}

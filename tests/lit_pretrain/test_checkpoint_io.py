@@ -3,6 +3,7 @@ it was, and every run gets it."""
 
 from __future__ import annotations
 
+import builtins
 import os
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import pytest
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 
+import lit_pretrain.checkpoint_io as checkpoint_io
 from lit_pretrain import PretrainDataModule, PretrainModule
 from lit_pretrain.checkpoint_io import AtomicCheckpointIO, make_saves_atomic
+from lit_pretrain.errors import NoSpaceLeft
 from lit_pretrain.resume import find_last
 from tests.conftest import quiet_trainer
 
@@ -29,6 +32,21 @@ def test_a_failed_save_leaves_the_previous_checkpoint_and_no_partial_file(tmp_pa
     loaded = io.load_checkpoint(path)
     assert loaded["step"] == 1 and torch.equal(loaded["weights"], torch.arange(1000.0))
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_a_save_into_a_full_disk_raises_one_line_and_leaves_the_last_checkpoint(tmp_path, monkeypatch):
+    """A full disk, as the kernel reports it: the checkpoint's bytes go to /dev/full, which fails every write with
+    ENOSPC (the CLI test with a real small filesystem is in tests/e2e/test_refusals_cli.py)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1, "weights": torch.arange(1000.0)}, path)
+    monkeypatch.setattr(checkpoint_io, "open", lambda name, mode: builtins.open("/dev/full", mode), raising=False)
+    with pytest.raises(
+        NoSpaceLeft, match=rf"^no space left on device: saving '{path}' failed \([\d,]+ MB free there now\)"
+    ):
+        io.save_checkpoint({"step": 2, "weights": torch.zeros(100_000)}, path)
+    assert torch.load(path, weights_only=True)["step"] == 1 and sorted(os.listdir(tmp_path)) == ["last.ckpt"]
 
 
 def test_partial_files_of_a_killed_save_are_cleared_by_the_next_save(tmp_path):

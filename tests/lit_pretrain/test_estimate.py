@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config
 
 from lit_pretrain import PretrainModule
-from lit_pretrain.estimate import Layout, compute, estimate_memory, meta_model
+from lit_pretrain.estimate import Layout, compute, estimate_memory
 from lit_pretrain.models import count_parameters
 from lit_pretrain.parallel import parameters_on_meta, transformer_blocks
 
@@ -17,7 +17,7 @@ from lit_pretrain.parallel import parameters_on_meta, transformer_blocks
 def test_the_meta_model_has_exactly_the_parameters_of_the_model_training_builds(preset, objective):
     ids = {"end_of_text_id": 0, "pad_token_id": 1, "mask_token_id": 2} if objective == "mlm" else None
     module = PretrainModule(preset=preset, objective=objective, vocab_size=512, seq_len=64, token_ids=ids)
-    meta = meta_model(module)
+    meta = module.meta_model()
     assert all(p.device.type == "meta" for p in meta.parameters())
     module.configure_model()  # what fit builds (real weights on the CPU)
     assert count_parameters(meta) == count_parameters(module.model) > 0
