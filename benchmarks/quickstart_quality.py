@@ -34,10 +34,11 @@ sys.path.insert(0, str(REPO))
 
 from data_prep.config import DataPrepConfig  # noqa: E402
 from data_prep.pipeline import prepare  # noqa: E402
-from lit_pretrain.data import ResumableWindowSampler, WindowDataset, manifest_token_ids  # noqa: E402
+from lit_pretrain.data import manifest_token_ids  # noqa: E402
 from lit_pretrain.models import build_config, build_model  # noqa: E402
 from lit_pretrain.objectives import build_objective  # noqa: E402
 from lit_pretrain.optim import warmup_cosine  # noqa: E402
+from lit_pretrain.windows import ResumableWindowSampler, WindowDataset  # noqa: E402
 
 # The plain loop's model: the best plain-loop size for a 5-minute, 2-core budget (PITFALLS.md).
 PLAIN_MODELS = {

@@ -26,26 +26,13 @@ from data_prep.tokens.shards import MANIFEST_FILE, read_manifest
 from data_prep.tokens.tokenizer import load_tokenizer, planned_token_ids, role_token_ids
 from data_prep.tokens.verify import find_out_of_range, record, verify
 from lit_pretrain.errors import ConfigError
-from lit_pretrain.windows import (  # re-exported: imported from here by earlier code
+from lit_pretrain.windows import (
     EvalDataLoader,
     EvalWindowSampler,
     ResumableDataLoader,
     ResumableWindowSampler,
     WindowDataset,
-    describe,
-    pinned_like,
 )
-
-__all__ = [
-    "EvalWindowSampler",
-    "PretrainDataModule",
-    "ResumableDataLoader",
-    "ResumableWindowSampler",
-    "WindowDataset",
-    "describe",
-    "manifest_token_ids",
-    "pinned_like",
-]
 
 NEW_RUN = "or start a new run in another run directory (--trainer.logger.init_args.name NEW, without --ckpt_path)"
 

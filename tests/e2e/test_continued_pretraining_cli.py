@@ -11,8 +11,8 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from data_prep.tokens.shards import read_manifest
-from lit_pretrain.data import WindowDataset
 from lit_pretrain.models import build_config
+from lit_pretrain.windows import WindowDataset
 from tests.e2e.helpers import make_project, run
 
 

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from data_prep.tokens.shards import read_manifest, read_tokens
-from lit_pretrain.data import PretrainDataModule, ResumableDataLoader, ResumableWindowSampler, WindowDataset
+from lit_pretrain.data import PretrainDataModule
 from lit_pretrain.errors import ConfigError
+from lit_pretrain.windows import ResumableDataLoader, ResumableWindowSampler, WindowDataset
 
 
 def test_windows_tile_the_shards(prepared_dataset):
@@ -25,7 +26,7 @@ def test_windows_tile_the_shards(prepared_dataset):
 
 @pytest.mark.parametrize("windows, world_size", [(10, 1), (10, 3), (11, 4), (2, 4)])
 def test_eval_sampler_gives_every_rank_as_many_batches_and_counts_each_window_once(windows, world_size):
-    from lit_pretrain.data import EvalWindowSampler
+    from lit_pretrain.windows import EvalWindowSampler
 
     per_rank = [list(EvalWindowSampler(windows, world_size, rank)) for rank in range(world_size)]
     assert len({len(indices) for indices in per_rank}) == 1  # same number of forward passes on every rank
@@ -184,8 +185,8 @@ def test_loaders_pin_their_batches_when_training_on_cuda_unless_told_otherwise(p
 def test_a_masked_batch_stays_pinned_and_moves_to_cuda_without_a_sync(prepared_mlm_dataset):
     from lightning.fabric.utilities.apply_func import move_data_to_device
 
-    from lit_pretrain.data import pinned_like
     from lit_pretrain.objectives import build_objective
+    from lit_pretrain.windows import pinned_like
 
     manifest_ids = PretrainDataModule(dataset_dir=str(prepared_mlm_dataset), prepare_config=None).token_ids
     objective = build_objective("mlm", manifest_ids, 512)

@@ -6,9 +6,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
 
 from data_prep.tokens.shards import read_manifest
-from lit_pretrain.data import WindowDataset, manifest_token_ids
+from lit_pretrain.data import manifest_token_ids
 from lit_pretrain.models import build_config, build_model
 from lit_pretrain.objectives import IGNORE_INDEX, MaskedLM, build_objective, clm_loss, mlm_loss
+from lit_pretrain.windows import WindowDataset
 
 
 def test_clm_loss_equals_transformers_own_loss():
