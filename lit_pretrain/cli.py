@@ -241,6 +241,9 @@ def main(args: list[str] | None = None) -> None:
     except (ConfigError, DataPrepError, MisconfigurationException) as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # Ctrl-C before training started (parsing, preparing, verifying): nothing to save
+        sys.stderr.write("\nlit_pretrain: interrupted before training started; nothing to save\n")
+        raise SystemExit(130) from None
     except LossNotFinite as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(3) from None

@@ -49,11 +49,23 @@ class RunLock:
             if parent.exists():
                 break
             missing.append(parent)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                f"run directory '{self.directory}' cannot be created ({error.strerror}); give the run a directory it can "
+                "write (--trainer.logger.init_args.save_dir DIR)"
+            ) from None
         self._created = missing  # innermost first
         while True:
             existed = self.path.exists()
-            handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as error:
+                raise ConfigError(
+                    f"run directory '{self.directory}' cannot be written ({error.strerror}); give the run a directory it "
+                    "can write (--trainer.logger.init_args.save_dir DIR)"
+                ) from None
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
