@@ -16,13 +16,14 @@ shard (:mod:`data_prep.tokens.pack`); tokenizer training (on a sample) runs in t
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from data_prep.errors import DataPrepError
+from data_prep.errors import DataPrepError, disk_full_error
 
 # Inputs per Ray task: enough that task overhead (milliseconds) and the filters' set-up are amortised over
 # many small files, few enough that a retried task redoes little.
@@ -129,6 +130,8 @@ def _run_task(function: Callable, args: tuple, directory: str) -> tuple[object, 
         Path(directory).mkdir(parents=True, exist_ok=True)
         result = function(*args)
     except OSError as error:
+        if error.errno == errno.ENOSPC:  # a full disk, not storage the node cannot reach
+            raise disk_full_error(error.filename2 or error.filename or directory) from None
         raise DataPrepError(
             f"a Ray worker on {socket.gethostname()} cannot write to '{directory}' ({error.strerror or error}); "
             "output_dir must be on storage every node sees"

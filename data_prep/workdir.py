@@ -3,7 +3,8 @@
 Every stage writes its output under ``<output_dir>/work/`` in files whose names carry a fingerprint of what
 decides their content (the stage's config keys, the fingerprints of the stages it reads, the input file's
 identity). A file is written under a temporary name and renamed when complete, so its existence is its
-completion marker: a killed run leaves at most a ``*.tmp-*`` file, which the next run ignores and overwrites.
+completion marker. A failing write removes its temporary file; a killed run leaves at most ``*.tmp-<pid>`` files,
+which later runs ignore and the next run that finishes deletes.
 Changing a config key changes only the fingerprints of the stages that read it, so only those are redone.
 """
 
@@ -12,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
+
+from data_prep.errors import naming_full_disk
 
 
 def fingerprint(*parts: Any) -> str:
@@ -34,6 +38,7 @@ def file_identity(path: Path) -> list:
 
 
 TMP_GLOB = "*.tmp-*"  # what a killed run can leave behind: ignored, overwritten or removed by the next
+_TMP_NAME = re.compile(r"\.tmp-\d+$")  # exactly the names tmp_sibling gives
 
 
 def tmp_sibling(path: Path) -> Path:
@@ -44,12 +49,14 @@ def tmp_sibling(path: Path) -> Path:
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling path to write; rename it onto ``path`` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a temporary sibling path to write; rename it onto ``path`` only if the block succeeds (the temporary
+    file is removed either way). A full disk in the block is a :class:`DiskFullError` naming ``path``."""
     tmp = tmp_sibling(path)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with naming_full_disk(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -65,6 +72,25 @@ def read_json(path: Path) -> Any:
 
 
 def replace_tree(source: Path, destination: Path) -> None:
-    if destination.exists():
-        shutil.rmtree(destination)
-    shutil.copytree(source, destination)
+    with naming_full_disk(destination):
+        if destination.exists():
+            shutil.rmtree(destination)
+        shutil.copytree(source, destination)
+
+
+def copy_file(source: Path, destination: Path) -> None:
+    """``shutil.copyfile``, a full disk named by the file being written (shutil names the source)."""
+    with naming_full_disk(destination):
+        shutil.copyfile(source, destination)
+
+
+def remove_temporary_files(directory: Path) -> None:
+    """Delete what killed runs left under ``directory`` (files and directories named by :func:`tmp_sibling`): a
+    finished run calls it, when no writer of its own is left."""
+    for leftover in sorted(directory.rglob(TMP_GLOB), reverse=True):  # a directory's contents before it
+        if not _TMP_NAME.search(leftover.name):  # e.g. an input named notes.tmp-1.txt: not ours to delete
+            continue
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from data_prep.dedup.exact import DedupConfig, _write_audit
 from data_prep.dedup.lsh import band_keys, estimated_jaccard, lsh_params
 from data_prep.dedup.minhash import _permutations
+from data_prep.errors import naming_full_disk
 from data_prep.workdir import atomic_path, read_json, tmp_sibling, write_json_atomic
 
 EXACT_RECORD = np.dtype([("d0", "<u8"), ("d1", "<u8"), ("ordinal", "<i8"), ("nonempty", "u1")])
@@ -108,7 +109,8 @@ def _append(directory: Path, stem: str, records: np.ndarray, partitions: np.ndar
     bounds = np.searchsorted(partitions, np.arange(count + 1))
     for p in range(count):
         if bounds[p + 1] > bounds[p]:
-            with open(directory / f"{stem}.p{p}", "ab") as handle:
+            path = directory / f"{stem}.p{p}"
+            with naming_full_disk(path), open(path, "ab") as handle:
                 handle.write(records[bounds[p] : bounds[p + 1]].tobytes())
 
 

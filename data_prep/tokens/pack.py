@@ -53,18 +53,22 @@ def write_shard(output: str, split: str, tokens_dir: str, dtype: str, index: int
     and counts."""
     writer = ShardWriter(Path(output), split, np.dtype(dtype), _UNBOUNDED, first_index=index)
     itemsize = np.dtype(dtype).itemsize
-    for input_id, first, end in segments:
-        lengths_path = Path(tokens_dir) / f"{input_id}.{split}.len"
-        tokens_path = Path(tokens_dir) / f"{input_id}.{split}.bin"
-        offset = int(np.fromfile(lengths_path, dtype=np.int64, count=first).sum())  # tokens before the segment
-        for lo in range(first, end, PACK_CHUNK_DOCUMENTS):
-            hi = min(lo + PACK_CHUNK_DOCUMENTS, end)
-            lengths = np.fromfile(lengths_path, dtype=np.int64, count=hi - lo, offset=lo * 8)
-            count = int(lengths.sum())
-            tokens = np.fromfile(tokens_path, dtype=dtype, count=count, offset=offset * itemsize)
-            writer.add(tokens, lengths, 0)
-            offset += count
-    return writer.close()
+    try:
+        for input_id, first, end in segments:
+            lengths_path = Path(tokens_dir) / f"{input_id}.{split}.len"
+            tokens_path = Path(tokens_dir) / f"{input_id}.{split}.bin"
+            offset = int(np.fromfile(lengths_path, dtype=np.int64, count=first).sum())  # tokens before the segment
+            for lo in range(first, end, PACK_CHUNK_DOCUMENTS):
+                hi = min(lo + PACK_CHUNK_DOCUMENTS, end)
+                lengths = np.fromfile(lengths_path, dtype=np.int64, count=hi - lo, offset=lo * 8)
+                count = int(lengths.sum())
+                tokens = np.fromfile(tokens_path, dtype=dtype, count=count, offset=offset * itemsize)
+                writer.add(tokens, lengths, 0)
+                offset += count
+        return writer.close()
+    except BaseException:  # a full disk, a kill by Ctrl-C: no half-written shard stays behind, even unnamed
+        writer.discard()
+        raise
 
 
 def pack_shards(parts: dict, inputs: list[Input], splits, dtype, tokens_dir: Path, output: Path, config, engine,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.errors import DataPrepError
+from data_prep.errors import DataPrepError, naming_full_disk
 from data_prep.workdir import tmp_sibling
 
 
@@ -56,7 +56,8 @@ class ShardWriter:
     document boundary after the current one holds ``tokens_per_shard`` tokens (documents are never split).
 
     Files are written under temporary names and renamed when their shard is complete; the SHA-256 of each
-    shard is computed while writing.
+    shard is computed while writing. A full disk is a :class:`DiskFullError` naming the shard; :meth:`discard`
+    removes the unfinished shard's temporary files.
     """
 
     def __init__(self, directory: Path, split: str, dtype: np.dtype, tokens_per_shard: int, first_index: int = 0):
@@ -77,28 +78,40 @@ class ShardWriter:
         self._close_current()
         name = f"{self.split}_{self.first_index + len(self.files):05d}.bin"
         self.files.append(name)
-        self._handle = open(self._tmp(name), "wb")
+        with naming_full_disk(self.directory / name):
+            self._handle = open(self._tmp(name), "wb")
         self._hash = hashlib.sha256()
         self._offsets, self._shard_tokens = [np.zeros(1, dtype=INDEX_DTYPE)], 0
 
     def _close_current(self) -> None:
         if self._handle is None:
             return
-        self._handle.close()
         bin_name = self.files[-1]
         idx_name = bin_name.replace(".bin", ".idx")
-        np.concatenate(self._offsets).astype(INDEX_DTYPE).tofile(self._tmp(idx_name))
+        with naming_full_disk(self.directory / bin_name):
+            self._handle.close()
+            self._handle = None
+        with naming_full_disk(self.directory / idx_name):
+            np.concatenate(self._offsets).astype(INDEX_DTYPE).tofile(self._tmp(idx_name))
         os.replace(self._tmp(idx_name), self.directory / idx_name)
         os.replace(self._tmp(bin_name), self.directory / bin_name)
         self.sha256[bin_name] = self._hash.hexdigest()
-        self._handle = None
+
+    def discard(self) -> None:
+        """After a failure: close and delete the unfinished shard's temporary files (finished shards stay)."""
+        if self.files:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+            for name in (self.files[-1], self.files[-1].replace(".bin", ".idx")):
+                self._tmp(name).unlink(missing_ok=True)
 
     def add(self, tokens: np.ndarray, lengths: np.ndarray, num_bytes: int) -> None:
         """Write documents given as one flat token array and each document's length (end-of-text included)."""
         lengths = np.asarray(lengths, dtype=np.int64)
         if len(lengths) == 0:
             return
-        tokens = np.asarray(tokens).astype(self.dtype, copy=False)
+        tokens = np.ascontiguousarray(tokens, dtype=self.dtype)
         ends = np.cumsum(lengths)  # ends[k]: end of document k in ``tokens``
         first = 0  # first document not yet written
         while first < len(lengths):
@@ -108,9 +121,10 @@ class ShardWriter:
             room = self.tokens_per_shard - self._shard_tokens
             # Take documents up to and including the one that fills the shard.
             last = min(int(np.searchsorted(ends, begin + room, side="left")), len(lengths) - 1)
-            chunk = tokens[begin : int(ends[last])]
-            self._handle.write(chunk.tobytes())
-            self._hash.update(chunk.tobytes())
+            chunk = tokens[begin : int(ends[last])]  # a view: written and hashed without a copy
+            with naming_full_disk(self.directory / self.files[-1]):
+                self._handle.write(chunk)
+            self._hash.update(chunk)
             self._offsets.append(self._shard_tokens + (ends[first : last + 1] - begin).astype(INDEX_DTYPE))
             self._shard_tokens += len(chunk)
             first = last + 1
