@@ -24,6 +24,11 @@ from data_prep.read.sources import Document
 
 # Filter name under which documents shorter than clean.min_chars are counted.
 TOO_SHORT = "min_chars"
+# Characters of text a batch holds at most (an ever larger document is a batch alone), so that the batches in
+# flight (2 per worker) hold a bounded amount of text however large the documents. A batch over this size, one
+# huge document, is processed in this process: pickled to a worker and back it would be held twice more in
+# each (the documents stage took 2.5 GB that way on a 200 MB document, 0.9 GB processing it here).
+BATCH_CHARS = 1 << 24
 
 
 @dataclass
@@ -90,27 +95,41 @@ class ParallelProcessor:
 
     def __init__(self, workers: int, *processor_args) -> None:
         self.workers = workers
+        self._processor_args = processor_args
         if workers <= 1:
             self._inline = DocumentProcessor(*processor_args)
             self._pool = None
         else:
+            self._inline = None
             self._pool = ProcessPoolExecutor(
                 workers, mp_context=_context(), initializer=init_worker, initargs=processor_args
             )
 
     def map(self, batches: Iterable[list[Document]]) -> Iterator[ProcessedBatch]:
         """Results in input order. At most ``2 × workers`` batches are in flight, so memory stays bounded
-        however large the input (``Executor.map`` would submit the whole input at once)."""
+        however large the input (``Executor.map`` would submit the whole input at once); a batch of more than
+        ``BATCH_CHARS`` characters is processed here, after the batches before it."""
         if self._pool is None:
             yield from map(self._inline, batches)
             return
         pending: deque = deque()
         for batch in batches:
+            if sum(len(document.text) for document in batch) > BATCH_CHARS:
+                while pending:
+                    yield pending.popleft().result()
+                yield self._here()(batch)
+                continue
             pending.append(self._pool.submit(_process_in_worker, batch))
             if len(pending) >= 2 * self.workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+    def _here(self) -> DocumentProcessor:
+        """A processor in this process, built on first use (its filters may load a model)."""
+        if self._inline is None:
+            self._inline = DocumentProcessor(*self._processor_args)
+        return self._inline
 
     def close(self) -> None:
         if self._pool is not None:

@@ -34,7 +34,6 @@ Memory
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -45,6 +44,7 @@ import xxhash
 from datasketch import MinHash
 
 from data_prep.errors import DataPrepError
+from data_prep.segments import whitespace_segments
 
 # Fields of NearDedupConfig that change the signatures (the others only change the dedup decision).
 SIGNATURE_FIELDS = ("shingle", "ngram", "num_perm", "lowercase", "seed", "scheme")
@@ -59,7 +59,6 @@ SEGMENT_CHARS = 1 << 20
 _MERSENNE_PRIME = np.uint64((1 << 61) - 1)
 _MAX_HASH32 = np.uint64((1 << 32) - 1)
 _LOW32 = np.uint64(0xFFFFFFFF)
-_WHITESPACE = re.compile(r"\s")  # the same characters as str.isspace() / str.split()
 # ASCII characters that str.split() treats as whitespace but bytes.split() does not.
 _STR_ONLY_ASCII_SPACE = "\x1c\x1d\x1e\x1f"
 
@@ -175,19 +174,6 @@ def _combine(values: np.ndarray, width: int) -> np.ndarray:
     return _fmix64(h)
 
 
-def _segments(text: str) -> Iterator[str]:
-    """``text`` in consecutive pieces of about SEGMENT_CHARS characters, each cut just before a whitespace
-    character, so that no word is split (lowercasing per piece is then the same as lowercasing the whole)."""
-    start = 0
-    while len(text) - start > SEGMENT_CHARS:
-        match = _WHITESPACE.search(text, start + SEGMENT_CHARS)
-        if match is None:
-            break
-        yield text[start : match.start()]
-        start = match.start()
-    yield text[start:] if start else text
-
-
 def _word_values(segment: str) -> np.ndarray:
     """xxh3-64 of each word (``str.split()`` words, UTF-8 encoded)."""
     if not segment.isascii() or any(c in segment for c in _STR_ONLY_ASCII_SPACE):
@@ -207,7 +193,7 @@ def _char_values(normalised: str) -> np.ndarray:
 def _unit_values(text: str, config: NearDedupConfig) -> Iterator[np.ndarray]:
     """The document's words (or characters) as 64-bit values, piece by piece."""
     first = True
-    for segment in _segments(text):
+    for segment in whitespace_segments(text, SEGMENT_CHARS):
         if config.lowercase:
             segment = segment.lower()
         if config.shingle == "word":

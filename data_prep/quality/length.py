@@ -32,7 +32,7 @@ def _length(config: LengthConfig, profile: str) -> Callable[[DocumentStats], boo
     max_words = config.max_words
 
     def keep(doc: DocumentStats) -> bool:
-        n = len(doc.words)
+        n = doc.word_count
         return n >= min_words and (max_words is None or n <= max_words)
 
     return keep

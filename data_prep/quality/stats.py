@@ -7,11 +7,15 @@ import re
 import string
 from functools import cached_property
 
+from data_prep.segments import whitespace_segments
+
 # Deletion tables for counting ASCII letters (and digits) with str.translate: 4-6x faster than a regex or
 # str.isalpha per character, and ASCII is most code and much prose.
 _DELETE_LETTERS = str.maketrans("", "", string.ascii_letters)
 _DELETE_ALPHANUMERIC = str.maketrans("", "", string.ascii_letters + string.digits)
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
+# Characters per piece when words are counted without building the whole list.
+COUNT_SEGMENT_CHARS = 1 << 20
 
 
 def count_letters(text: str) -> int:
@@ -51,6 +55,14 @@ class DocumentStats:
     def words(self) -> list[str]:
         """Lower-cased whitespace-separated tokens (lower-casing never adds or removes whitespace)."""
         return self.text.lower().split()
+
+    @cached_property
+    def word_count(self) -> int:
+        """``len(words)``, counted piece by piece when the list is not built yet: the length filter, which runs
+        first, then rejects a huge document without holding a list of its words (about 60 bytes per word)."""
+        if "words" in self.__dict__:
+            return len(self.words)
+        return sum(len(piece.split()) for piece in whitespace_segments(self.text, COUNT_SEGMENT_CHARS))
 
     @cached_property
     def raw_lines(self) -> list[str]:

@@ -16,12 +16,16 @@ from tqdm.auto import tqdm
 from data_prep.batching import batched
 from data_prep.config import DataPrepConfig
 from data_prep.documents import DocumentsFile
+from data_prep.errors import naming_full_disk
 from data_prep.read.sources import Document, Input
 from data_prep.report import Report
 from data_prep.split import assign_split
+from data_prep.tokens.pieces import text_pieces
 from data_prep.tokens.tokenizer import (
+    TokenizerConfig,
     encode_documents,
     load_comparison_tokenizer,
+    special_tokens,
     text_tokens,
 )
 from data_prep.workdir import (
@@ -46,7 +50,8 @@ def tokenizer_report(config, inputs, kept_documents, split_info: dict, show: boo
         for item in tqdm(inputs, desc="compare tokenizer", unit="input", disable=not show):
             for batch in batched(kept_documents(item), config.shards.batch_documents):
                 for split in {s for _, _, s in batch}:
-                    theirs[split] += text_tokens(other, [d.text for d, _, s in batch if s == split])
+                    texts = [d.text for d, _, s in batch if s == split]
+                    theirs[split] += text_tokens(other, texts, config.tokenizer.max_piece_chars)
         result["compare_with"] = {"path": config.tokenizer.compare_with, "bytes_per_token": per_split(theirs)}
     return result
 
@@ -56,19 +61,33 @@ def _train_bytes_estimate(report: Report, config: DataPrepConfig) -> float:
     return report.bytes_kept_before_dedup * (1.0 - held_out)
 
 
-def training_sample(texts, report: Report, config: DataPrepConfig) -> list[str]:
-    """Kept train documents, spread across the whole corpus, up to ``tokenizer.sample_bytes``."""
-    fraction = min(1.0, config.tokenizer.sample_bytes / max(1, _train_bytes_estimate(report, config)))
-    sample, total = [], 0
-    for index, text in enumerate(texts):
-        # Deterministic thinning: keep every k-th document so the sample spans all inputs.
+def training_sample(texts, report: Report, config: DataPrepConfig) -> Iterator[str]:
+    """Kept train documents, spread across the whole corpus, up to ``tokenizer.sample_bytes``, lazily. A document
+    longer than ``tokenizer.max_piece_chars`` comes as pieces (cut where the pre-tokenizer ends words anyway, so
+    the trainer counts the same words), evenly spaced ones adding up to ``tokenizer.sample_chars_per_document``
+    when it is longer than that, and the whole is thinned piece by piece: no document dominates the sample, and
+    the trainer never holds one whole."""
+    settings = config.tokenizer
+    fraction = min(1.0, settings.sample_bytes / max(1, _train_bytes_estimate(report, config)))
+    pieces = (piece for text in texts for piece in document_sample(text, settings))
+    total = 0
+    for index, piece in enumerate(pieces):
+        # Deterministic thinning: keep every k-th piece so the sample spans all inputs.
         if fraction < 1.0 and int(index * fraction) == int((index + 1) * fraction):
             continue
-        sample.append(text)
-        total += len(text.encode("utf-8", "surrogatepass"))
-        if total >= config.tokenizer.sample_bytes:
-            break
-    return sample
+        yield piece
+        total += len(piece.encode("utf-8", "surrogatepass"))
+        if total >= settings.sample_bytes:
+            return
+
+
+def document_sample(text: str, settings: TokenizerConfig) -> Iterator[str]:
+    """What one document gives the training sample: its pieces (``settings.max_piece_chars``), every k-th one
+    when the document is longer than ``settings.sample_chars_per_document`` (k chosen so that about that many
+    characters remain; pieces are cut just under ``max_piece_chars``)."""
+    step = max(1, -(-len(text) // settings.sample_chars_per_document))  # ceil; 1 keeps every piece
+    pieces = text_pieces(text, settings.max_piece_chars, special_tokens(settings))
+    return islice(pieces, 0, None, step)
 
 
 class KeptDocuments:
@@ -105,6 +124,7 @@ def run_tokens_stage(
     job = partial(
         tokenize_inputs, kept_documents=kept_documents, tokenizer_file=str(tokenizer_file), eot=eot, dtype=dtype,
         splits=splits, tokens_dir=tokens_dir, batch_size=config.shards.batch_documents,
+        max_piece_chars=config.tokenizer.max_piece_chars,
     )  # fmt: skip
     engine.map_groups(job, todo, tokens_dir, progress.update)
     progress.close()
@@ -112,12 +132,14 @@ def run_tokens_stage(
 
 
 def tokenize_inputs(
-    items, advance, *, kept_documents, tokenizer_file: str, eot: int, dtype, splits, tokens_dir: Path, batch_size: int
-) -> int:
+    items, advance, *, kept_documents, tokenizer_file: str, eot: int, dtype, splits, tokens_dir: Path, batch_size: int,
+    max_piece_chars: int,
+) -> int:  # fmt: skip
     """The tokens stage of some inputs, as every engine runs it.
 
     ``encode_batch`` is parallel inside one call, so small inputs (a source file each, typically) are encoded
-    together, ``batch_size`` documents per call; a large input streams through in such batches. Each input gets
+    together, ``batch_size`` documents per call; a large input streams through in such batches. A document longer
+    than ``max_piece_chars`` is encoded in pieces, at most ``batch_size`` of them per call. Each input gets
     its own part files and completion marker, so a killed run resumes per input (and the parts do not depend on
     which inputs were encoded together)."""
     from tokenizers import Tokenizer
@@ -127,7 +149,7 @@ def tokenize_inputs(
 
     def flush() -> None:
         texts = [document.text for _, batch in pending for document, _, _ in batch]
-        tokens, lengths = encode_documents(tokenizer, texts, eot, dtype)
+        tokens, lengths = encode_documents(tokenizer, texts, eot, dtype, max_piece_chars)
         first_document = first_token = 0
         for item, batch in pending:
             count = int(lengths[first_document : first_document + len(batch)].sum())
@@ -154,7 +176,8 @@ def tokenize_inputs(
             continue
         with _SplitPartWriters(tokens_dir, item.id, splits, dtype) as writers:
             for batch in chain([head], batched(documents, batch_size)):
-                tokens, lengths = encode_documents(tokenizer, [d.text for d, _, _ in batch], eot, dtype)
+                texts = [d.text for d, _, _ in batch]
+                tokens, lengths = encode_documents(tokenizer, texts, eot, dtype, max_piece_chars)
                 writers.write_batch(batch, tokens, lengths)
         write_json_atomic(_tokens_marker(tokens_dir, item), writers.info)
         if advance is not None:
@@ -176,9 +199,20 @@ class _SplitPartWriters:
         self.info = {split: {"tokens": 0, "documents": 0, "bytes": 0} for split in splits}
 
     def __enter__(self) -> "_SplitPartWriters":
-        for split, (tokens_path, lengths_path) in self.paths.items():
-            self.handles[split] = (open(tmp_sibling(tokens_path), "wb"), open(tmp_sibling(lengths_path), "wb"))
+        try:
+            for split, paths in self.paths.items():
+                self.handles[split] = []
+                for path in paths:
+                    self.handles[split].append(self._open(path))
+        except BaseException as error:  # a full disk at the second file: the first one's is not left behind
+            self.__exit__(type(error), error, error.__traceback__)
+            raise
         return self
+
+    @staticmethod
+    def _open(path: Path):
+        with naming_full_disk(path):
+            return open(tmp_sibling(path), "wb")
 
     def write_batch(self, batch: list, tokens: np.ndarray, lengths: np.ndarray) -> None:
         """``batch``: (document, digest, split) triples; ``tokens``/``lengths``: their encoding, in order."""
@@ -187,19 +221,25 @@ class _SplitPartWriters:
             selected = assignments == split
             if not selected.any():
                 continue
-            tokens_handle.write(tokens[np.repeat(selected, lengths)].tobytes())
-            lengths_handle.write(lengths[selected].astype(np.int64).tobytes())
+            tokens_path, lengths_path = self.paths[split]
+            with naming_full_disk(tokens_path):
+                tokens_handle.write(tokens[np.repeat(selected, lengths)])
+            with naming_full_disk(lengths_path):
+                lengths_handle.write(lengths[selected].astype(np.int64))
             info = self.info[split]
             info["tokens"] += int(lengths[selected].sum())
             info["documents"] += int(selected.sum())
             info["bytes"] += sum(len(d.text.encode("utf-8", "surrogatepass")) for d, _, s in batch if s == split)
 
     def __exit__(self, exc_type, *exc) -> None:
-        for tokens_handle, lengths_handle in self.handles.values():
-            tokens_handle.close()
-            lengths_handle.close()
-        for path in (p for pair in self.paths.values() for p in pair):
+        try:
+            for split, handles in self.handles.items():
+                for path, handle in zip(self.paths[split], handles):
+                    with naming_full_disk(path):  # closing flushes the last buffered bytes
+                        handle.close()
             if exc_type is None:
-                os.replace(tmp_sibling(path), path)
-            else:
+                for path in (p for pair in self.paths.values() for p in pair):
+                    os.replace(tmp_sibling(path), path)
+        finally:
+            for path in (p for pair in self.paths.values() for p in pair):
                 tmp_sibling(path).unlink(missing_ok=True)

@@ -39,18 +39,21 @@ not tokenize) are done.
 from __future__ import annotations
 
 import array
+import errno
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from data_prep.errors import DataPrepError
+from data_prep.errors import DataPrepError, disk_full_error
+from data_prep.tokens.pieces import cut_safe_special_tokens, text_pieces
 from data_prep.workdir import tmp_sibling
 
 
@@ -68,6 +71,20 @@ class TokenizerConfig:
     sample_bytes: int = 100_000_000
     """Train on at most this many bytes of train documents. BPE training memory grows with the sample
     (tokenizers #1681), so keep it a sample, not the corpus."""
+    sample_chars_per_document: int = 1_000_000
+    """At most about this many characters of any one document enter the training sample: a longer document gives
+    evenly spaced pieces (of ``max_piece_chars``) adding up to this much, so that one huge document (a dump, a
+    genome) can neither dominate the vocabulary nor hold the trainer's memory (which grows with the distinct
+    words it is given: about 40 bytes per character of text without repeated words)."""
+    max_piece_chars: int = 10_000
+    """Longest text handed to ``tokenizers`` at once, in characters. A longer document is trained on and encoded
+    in pieces cut where the byte-level pre-tokenizer ends a word anyway (after a letter or digit, before anything
+    else), so its ids are those of the whole document, while the memory of training and encoding follows this
+    size instead of the document's (encoding holds about 135 bytes per character of the text it is given). A run
+    of more characters with no such place (a genome, a line of dashes) is cut at this size, which changes the
+    tokens at the cut. The training sample is thinned piece by piece, so a huge document gives the sample its
+    share, not itself whole. A pretrained tokenizer with a normalizer or another pre-tokenizer is given whole
+    documents (its ids could change at a cut)."""
     end_of_text: str = "<|endoftext|>"
     """Special token appended after every document in the shards (token id 0 when trained here). With
     ``pretrained``, the name of that tokenizer's document separator, e.g. ``</s>`` (RoBERTa), ``[SEP]`` (BERT)."""
@@ -102,6 +119,9 @@ def check_config(config: TokenizerConfig) -> None:
         raise DataPrepError(
             f"tokenizer.end_of_text '{config.end_of_text}' is also an mlm special token; choose another string"
         )
+    for key in ("max_piece_chars", "sample_chars_per_document"):
+        if int(getattr(config, key)) < 1:
+            raise DataPrepError(f"tokenizer.{key} must be at least 1, got {getattr(config, key)}")
     if config.pretrained is None and config.vocab_size < 256 + len(special_tokens(config)):
         raise DataPrepError(
             f"tokenizer.vocab_size {config.vocab_size} is below the 256 byte tokens plus the special tokens; raise it"
@@ -144,15 +164,15 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig, show_progress
     return tokenizer
 
 
-def sample_for_training(texts: Iterable[str], max_bytes: int) -> list[str]:
-    """The first documents (in deterministic pipeline order) up to ``max_bytes`` of UTF-8 text."""
-    sample, total = [], 0
+def sample_for_training(texts: Iterable[str], max_bytes: int) -> Iterator[str]:
+    """The first texts (in deterministic pipeline order) up to ``max_bytes`` of UTF-8 text, lazily: the trainer
+    counts words as they come, so the sample is never held in memory at once."""
+    total = 0
     for text in texts:
         if total >= max_bytes:
-            break
-        sample.append(text)
+            return
+        yield text
         total += len(text.encode("utf-8", errors="surrogatepass"))
-    return sample
 
 
 def _hf_roles(end_of_text: str, kind: str) -> dict[str, str]:
@@ -317,8 +337,8 @@ def _build(config: TokenizerConfig, directory: Path, training_texts, show_progre
     """Write the stage's files under a temporary name and rename the directory when complete."""
     tmp = tmp_sibling(directory)
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         if config.pretrained is not None:
             tokenizer, hf_tokenizer = _load_pretrained(config.pretrained, "tokenizer.pretrained")
             end_of_text_id(tokenizer, config)  # fail now, naming the token, rather than after saving
@@ -330,25 +350,36 @@ def _build(config: TokenizerConfig, directory: Path, training_texts, show_progre
             roles = _pretrained_roles(tokenizer, hf_tokenizer, config)
         else:
             texts = sample_for_training(training_texts(), config.sample_bytes)
-            if not texts:
+            first = next(texts, None)
+            if first is None:
                 raise DataPrepError(
                     "no train documents to train the tokenizer on; add documents or set tokenizer.pretrained"
                 )
-            tokenizer = train_tokenizer(texts, config, show_progress)
+            tokenizer = train_tokenizer(chain([first], texts), config, show_progress)
             save_tokenizer(tokenizer, tmp, config.end_of_text, config.kind)
             roles = _hf_roles(config.end_of_text, config.kind)
         info = tokenizer_info(tokenizer, config, roles)
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         shutil.rmtree(directory, ignore_errors=True)  # an unfinished directory (no info file) from elsewhere
         os.replace(tmp, directory)
+    except Exception as error:
+        # A full disk, from Python's writes (OSError) or tokenizers' save (a bare Exception with the OS's text).
+        full = getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error)
+        if full and not isinstance(error, DataPrepError):
+            raise disk_full_error(directory) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def encode_documents(
-    tokenizer: Tokenizer, texts: list[str], end_of_text_id: int, dtype: np.dtype | type = np.uint32
+    tokenizer: Tokenizer,
+    texts: list[str],
+    end_of_text_id: int,
+    dtype: np.dtype | type = np.uint32,
+    max_piece_chars: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Encode ``texts`` in one parallel batch (no special tokens) and pack them for the shards.
+    """Encode ``texts`` in parallel batches (no special tokens) and pack them for the shards.
 
     Returns ``(tokens, lengths)``: ``tokens`` (``dtype``) holds the documents back to back, each followed by
     ``end_of_text_id``; ``lengths`` (int64) is each document's token count, end-of-text included. Beyond what
@@ -356,15 +387,23 @@ def encode_documents(
     about 5 ns/token. It encodes with ``encode_batch_fast`` where available, which skips the character offsets
     that ``encode_batch`` computes: 7.7 against 4.7 MB/s on the stdlib sources on 2 cores
     (``benchmarks/tokenize_pack_speed.py``). See the module docstring for how to call it for best throughput.
+
+    With ``max_piece_chars``, longer documents are encoded as their pieces (:mod:`data_prep.tokens.pieces`: the
+    same ids, cut at word ends) and each ``encode_batch`` call gets at most ``len(texts)`` texts, so one call never
+    holds more than ``len(texts) * max_piece_chars`` characters however long a document is.
     """
-    encode = getattr(tokenizer, "encode_batch_fast", None) or tokenizer.encode_batch  # _fast: no offsets
     flat = array.array(_UINT32_TYPECODE)
-    lengths = np.empty(len(texts), dtype=np.int64)
-    for index, encoding in enumerate(encode(texts, add_special_tokens=False)):
-        ids = encoding.ids
+    lengths = np.ones(len(texts), dtype=np.int64)  # the end-of-text token of each document
+    current = -1
+    for index, ids in _encoded_pieces(tokenizer, texts, max_piece_chars):
+        if index != current:  # a document's pieces come in order, one document after the other
+            if current >= 0:
+                flat.append(end_of_text_id)
+            current = index
         flat.fromlist(ids)
+        lengths[index] += len(ids)
+    if current >= 0:
         flat.append(end_of_text_id)
-        lengths[index] = len(ids) + 1
     tokens = np.frombuffer(flat, dtype=np.uint32) if len(flat) else np.zeros(0, dtype=np.uint32)
     dtype = np.dtype(dtype)
     if dtype != tokens.dtype:
@@ -374,10 +413,33 @@ def encode_documents(
     return tokens, lengths
 
 
-def text_tokens(tokenizer: Tokenizer, texts: list[str]) -> int:
-    """Tokens of ``texts`` encoded without special tokens (what a document costs before its end of text)."""
-    encode = getattr(tokenizer, "encode_batch_fast", None) or tokenizer.encode_batch
-    return sum(len(encoding.ids) for encoding in encode(texts, add_special_tokens=False))
+def text_tokens(tokenizer: Tokenizer, texts: list[str], max_piece_chars: int | None = None) -> int:
+    """Tokens of ``texts`` encoded without special tokens (what a document costs before its end of text); long
+    documents in pieces, as :func:`encode_documents` encodes them."""
+    return sum(len(ids) for _, ids in _encoded_pieces(tokenizer, texts, max_piece_chars))
+
+
+def _encoded_pieces(
+    tokenizer: Tokenizer, texts: list[str], max_piece_chars: int | None
+) -> Iterator[tuple[int, list[int]]]:
+    """(index of the document, ids of one of its pieces), in order; at most ``len(texts)`` pieces per call."""
+    encode = getattr(tokenizer, "encode_batch_fast", None) or tokenizer.encode_batch  # _fast: no offsets
+    specials = cut_safe_special_tokens(tokenizer) if max_piece_chars else None
+    if specials is None:  # whole documents, in one call
+        for index, encoding in enumerate(encode(texts, add_special_tokens=False)):
+            yield index, encoding.ids
+        return
+    owners: list[int] = []
+    pieces: list[str] = []
+    for index, text in enumerate(texts):
+        for piece in text_pieces(text, max_piece_chars, specials):
+            owners.append(index)
+            pieces.append(piece)
+            if len(pieces) == len(texts):
+                yield from zip(owners, (encoding.ids for encoding in encode(pieces, add_special_tokens=False)))
+                owners, pieces = [], []
+    if pieces:
+        yield from zip(owners, (encoding.ids for encoding in encode(pieces, add_special_tokens=False)))
 
 
 def load_comparison_tokenizer(path: str) -> Tokenizer:

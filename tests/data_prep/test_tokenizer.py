@@ -119,7 +119,7 @@ def test_stage_writes_both_formats_then_reuses_them(corpus, tmp_path):
 
 
 def test_sample_caps_the_training_bytes(corpus):
-    sample = sample_for_training(corpus, 100_000)
+    sample = list(sample_for_training(corpus, 100_000))
     assert 100_000 <= sum(len(t.encode()) for t in sample) < 100_000 + max(len(t.encode()) for t in sample)
     assert sample == corpus[: len(sample)]
 
