@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from data_prep.batching import batched
 from data_prep.config import DataPrepConfig
-from data_prep.process import ParallelProcessor, ProcessedBatch
+from data_prep.errors import naming_full_disk
+from data_prep.process import BATCH_CHARS, ParallelProcessor, ProcessedBatch
 from data_prep.read.readers import count_newlines, read_input
 from data_prep.read.sources import Document, Input, ReadStats
 from data_prep.workdir import (
@@ -47,15 +48,22 @@ class DocumentsFile:
                 yield document, bytes.fromhex(record["digest"])
 
 
-def _write_batch(batch: ProcessedBatch, jsonl, sig) -> None:
-    for document, digest in zip(batch.documents, batch.digests):
-        record = {"digest": digest.hex(), "source": document.source, "position": document.position}
-        if document.url is not None:
-            record["url"] = document.url
-        record["text"] = document.text
-        jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
+def _text_chars(document: Document) -> int:
+    return len(document.text)
+
+
+def _write_batch(batch: ProcessedBatch, jsonl, sig, files: DocumentsFile) -> None:
+    with naming_full_disk(files.jsonl):
+        for document, digest in zip(batch.documents, batch.digests):
+            record = {"digest": digest.hex(), "source": document.source, "position": document.position}
+            if document.url is not None:
+                record["url"] = document.url
+            record["text"] = document.text
+            jsonl.write(json.dumps(record, ensure_ascii=False))
+            jsonl.write("\n")  # apart: a huge document's line is not copied once more to end it
     if batch.signatures is not None:
-        sig.write(np.ascontiguousarray(batch.signatures).tobytes())
+        with naming_full_disk(files.signatures):
+            sig.write(np.ascontiguousarray(batch.signatures))
 
 
 def run_documents_stage(config, inputs, directory, per_input_fp, report, show: bool, engine) -> None:
@@ -73,7 +81,7 @@ def run_documents_stage(config, inputs, directory, per_input_fp, report, show: b
     progress.close()
     for item in inputs:
         stats = read_json(DocumentsFile(directory, item.id, per_input_fp[item.id]).stats)
-        report.add_read(stats["read"], stats["removed"], stats["kept"], stats["kept_bytes"])
+        report.add_read(item.path, stats["read"], stats["removed"], stats["kept"], stats["kept_bytes"])
 
 
 def number_parts(todo: list[Input], inputs: list[Input], engine, directory: Path) -> list[Input]:
@@ -103,9 +111,16 @@ def process_input(config: DataPrepConfig, directory: Path, per_input_fp: dict, i
 def _process_one_input(config: DataPrepConfig, item: Input, files: DocumentsFile, pool: ParallelProcessor) -> None:
     stats, removed, kept, kept_bytes = ReadStats(), Counter(), 0, 0
     with atomic_path(files.jsonl) as jsonl_tmp, atomic_path(files.signatures) as sig_tmp:
-        with open(jsonl_tmp, "w", encoding="utf-8") as jsonl, open(sig_tmp, "wb") as sig:
-            for batch in pool.map(batched(read_input(item, config.read, stats), PROCESS_BATCH_DOCUMENTS)):
-                _write_batch(batch, jsonl, sig)
+        # Each file's close (its last buffered bytes) is named by its own path on a full disk; so is each write.
+        with (
+            naming_full_disk(files.jsonl),
+            open(jsonl_tmp, "w", encoding="utf-8") as jsonl,
+            naming_full_disk(files.signatures),
+            open(sig_tmp, "wb") as sig,
+        ):
+            documents = read_input(item, config.read, stats)
+            for batch in pool.map(batched(documents, PROCESS_BATCH_DOCUMENTS, BATCH_CHARS, _text_chars)):
+                _write_batch(batch, jsonl, sig, files)
                 removed.update(batch.removed)
                 kept += len(batch.documents)
                 kept_bytes += sum(len(d.text.encode("utf-8", "surrogatepass")) for d in batch.documents)

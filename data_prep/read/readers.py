@@ -55,12 +55,16 @@ def _read_text(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Docu
     if read.split_documents == "paragraph":
         yield from _read_paragraphs(item, stats)
         return
-    with open_input(item, stats) as stream:
-        data = stream.read()
-    if b"\x00" in data[:BINARY_SNIFF_BYTES]:
+    if _is_binary(item):  # sniffed first: a large binary file is never read whole
         stats.binary_files_skipped += 1
         return
-    yield Document(text=_decode(data, stats), source=item.path, position=0)
+    yield Document(text=_read_whole(item, stats), source=item.path, position=0)
+
+
+def _read_whole(item: Input, stats: ReadStats) -> str:
+    # A function of its own, so that the bytes are freed on return, not held beside the text while it is yielded.
+    with open_input(item, stats) as stream:
+        return _decode(stream.read(), stats)
 
 
 def _read_paragraphs(item: Input, stats: ReadStats) -> Iterator[Document]:
@@ -86,18 +90,31 @@ def _paragraph(lines: list[bytes], item: Input, index: int, stats: ReadStats) ->
     return Document(text=_decode(b"".join(lines).rstrip(b"\r\n"), stats), source=item.path, position=index)
 
 
-def _record_text(record, read: ReadConfig, where: str, stats: ReadStats) -> str | None:
-    """The text of a JSON record; None (counted) when it is null."""
+def _record_text(record, read: ReadConfig, item: Input, at: str, stats: ReadStats) -> str | None:
+    """The text of a JSON record; None when it is null (counted) or, under ``read.on_error: skip``, when the
+    record is bad (counted and named)."""
     field_name = read.text_field
     if not isinstance(record, dict) or field_name not in record:
-        raise DataPrepError(f"{where}: no '{field_name}' field; set read.text_field to the field holding the text")
+        return _bad_record(
+            item, at, f"no '{field_name}' field", "set read.text_field to the field holding the text", read, stats
+        )
     text = record[field_name]
     if text is None:
         stats.null_texts_skipped += 1
         return None
     if not isinstance(text, str):
-        raise DataPrepError(f"{where}: field '{field_name}' is {type(text).__name__}, not a string")
+        return _bad_record(
+            item, at, f"field '{field_name}' is {type(text).__name__}, not a string", "fix the record", read, stats
+        )
     return text
+
+
+def _bad_record(item: Input, at: str, error: str, fix: str, read: ReadConfig, stats: ReadStats) -> None:
+    """``read.on_error: fail``: raise, naming the file, the place and what to do; ``skip``: count and name it."""
+    if read.on_error == "skip":
+        stats.skip_bad_record(at, error)
+        return None
+    raise DataPrepError(f"'{item.path}' {at}: {error}; {fix}, or set read.on_error: skip to skip such records")
 
 
 def _read_jsonl(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Document]:
@@ -105,22 +122,29 @@ def _read_jsonl(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Doc
         stats.binary_files_skipped += item.first_part
         return
     for line_number, raw_line in _jsonl_lines(item, stats):
-        if not raw_line.strip():
-            continue
-        where = f"'{item.path}' line {line_number}"
-        try:
-            line, repaired = raw_line.decode("utf-8"), False
-        except UnicodeDecodeError:
-            line, repaired = raw_line.decode("utf-8", errors="replace"), True
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataPrepError(f"{where}: invalid JSON ({error.msg}); fix or remove the line") from error
-        text = _record_text(record, read, where, stats)
-        if text is None:
-            continue
+        text = _jsonl_text(raw_line, line_number, item, read, stats)
+        del raw_line  # not held beside the text while the document is yielded: a line can be a huge document
+        if text is not None:
+            yield Document(text=text, source=item.path, position=line_number)
+
+
+def _jsonl_text(raw_line: bytes, line_number: int, item: Input, read: ReadConfig, stats: ReadStats) -> str | None:
+    """The text of one JSON Lines line (None for a blank line, a null text or a skipped bad record)."""
+    if not raw_line.strip():
+        return None
+    try:
+        line, repaired = raw_line.decode("utf-8"), False
+    except UnicodeDecodeError:
+        line, repaired = raw_line.decode("utf-8", errors="replace"), True
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        return _bad_record(item, f"line {line_number}", f"invalid JSON ({error.msg})", "fix or remove the line",
+                           read, stats)  # fmt: skip
+    text = _record_text(record, read, item, f"line {line_number}", stats)
+    if text is not None:
         stats.invalid_utf8_documents += repaired
-        yield Document(text=text, source=item.path, position=line_number)
+    return text
 
 
 def _jsonl_lines(item: Input, stats: ReadStats) -> Iterator[tuple[int, bytes]]:
@@ -144,9 +168,11 @@ def _jsonl_lines(item: Input, stats: ReadStats) -> Iterator[tuple[int, bytes]]:
             if not line:
                 return
             stats.bytes += len(line)
-            yield line_number, line
-            line_number += 1
             position += len(line)
+            handed = [line]
+            del line  # so that this suspended generator does not keep a (possibly huge) line alive
+            yield line_number, handed.pop()
+            line_number += 1
 
 
 def count_newlines(path: str, start: int, end: int) -> int:
@@ -174,7 +200,7 @@ def _read_json(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Docu
         stats.bytes = counted
 
     for index, record, marked in JsonRecords(item.path, lambda: open_input(item, stats), restart):
-        text = _record_text(record, read, f"'{item.path}' record {index}", stats)
+        text = _record_text(record, read, item, f"record {index}", stats)
         if text is None:
             continue
         if marked:  # from a file with invalid UTF-8 or lone surrogate escapes
@@ -275,7 +301,7 @@ def _read_hf_dataset(item: Input, read: ReadConfig, stats: ReadStats) -> Iterato
             row += table.num_rows
         return
     for row, record in enumerate(dataset):  # an IterableDataset (streaming), row by row
-        text = _record_text(record, read, f"dataset '{path}' row {row}", stats)
+        text = _record_text(record, read, item, f"row {row}", stats)
         if text is not None:
             stats.bytes += len(text.encode("utf-8", "surrogatepass"))
             yield Document(text=text, source=path, position=row)

@@ -38,10 +38,13 @@ batch), except two cases that must hold one whole document: a text file read as 
 whose top level is one object.
 
 Bad input is never lost silently: binary files (a NUL byte in the first 8 KiB, after decompression) are
-skipped and counted; invalid UTF-8 is replaced by U+FFFD and the document counted; records whose text is null
-are skipped and counted; WARC responses that are not a successful HTML page are skipped and counted. A corrupt
-or truncated compressed file, an unreadable file, invalid JSON, a missing text field or column and a text that
-is not a string raise :class:`~data_prep.errors.DataPrepError` naming the file (and line or record).
+skipped, counted and named in ``report.json``; invalid UTF-8 is replaced by U+FFFD and the document counted;
+records whose text is null are skipped and counted; WARC responses that are not a successful HTML page are
+skipped and counted. A corrupt or truncated compressed file, an unreadable file, a missing column and a column
+that is not a string raise :class:`~data_prep.errors.DataPrepError` naming the file. So do a bad record (invalid
+JSON, a record without the text field, a text that is not a string) of a JSON Lines or JSON file or a streamed
+dataset, naming the line, record or row, unless ``read.on_error`` is ``skip``: then it is skipped, counted per
+file, and the first few are named (where and why) in ``report.json`` and the printed funnel.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ from data_prep.errors import DataPrepError
 
 InputKind = Literal["text", "jsonl", "json", "parquet", "warc", "hf_dataset"]
 SPLIT_MODES = ("file", "paragraph")
+ON_ERROR = ("fail", "skip")
+# Bad records of one input named (where and why) in its stats; the rest are only counted.
+NAMED_BAD_RECORDS = 5
 
 
 @dataclass
@@ -92,7 +98,15 @@ class ReadConfig:
     every file whole. The dataset is the same whatever the size (positions stay the file's line numbers and
     rows), so this key changes no fingerprint. Compressed files are always read whole."""
 
+    on_error: Literal["fail", "skip"] = "fail"
+    """What a bad record of a JSON Lines or JSON file or a streamed dataset does (invalid JSON, no ``text_field``,
+    a text that is not a string): ``fail`` stops the run with one line naming the file and line; ``skip`` skips
+    the record, counts it per file in ``report.json`` (``bad_records``) and names the first few there and in the
+    printed funnel. Part of the dataset's fingerprint: it changes what is written when a record is bad."""
+
     def __post_init__(self) -> None:
+        if self.on_error not in ON_ERROR:
+            raise DataPrepError(f"read.on_error is '{self.on_error}'; expected one of {list(ON_ERROR)}")
         if not float(self.part_mb) >= 0:
             raise DataPrepError(f"read.part_mb must be 0 (read files whole) or more, got {self.part_mb}")
         if self.split_documents not in SPLIT_MODES:
@@ -135,6 +149,16 @@ class ReadStats:
     """Records (JSON Lines, JSON, Parquet, datasets) whose text field is null."""
     warc_records_skipped: int = 0
     """WARC response records that are not a successful (2xx) HTML page."""
+    bad_records_skipped: int = 0
+    """Records skipped under ``read.on_error: skip`` (invalid JSON, no text field, a text that is not a string)."""
+    bad_records: list[dict] = field(default_factory=list)
+    """The first ``NAMED_BAD_RECORDS`` of those: ``{"at": "line 7", "error": "invalid JSON (...)"}``."""
+
+    def skip_bad_record(self, at: str, error: str) -> None:
+        """Count a bad record skipped under ``read.on_error: skip``, naming the first few."""
+        self.bad_records_skipped += 1
+        if len(self.bad_records) < NAMED_BAD_RECORDS:
+            self.bad_records.append({"at": at, "error": error})
 
 
 @dataclass(frozen=True)

@@ -90,3 +90,28 @@ def big_jsonl_gz(path: Path, records: int = 200_000) -> tuple[Path, int]:
     data = jsonl(f"document number {i} " + "lorem ipsum dolor sit amet " * 3 for i in range(records)).encode()
     path.write_bytes(gzip.compress(data, compresslevel=1))
     return path, len(data)
+
+
+BAD_LINES = [
+    '{"text": "fine"}',
+    "{not json",  # line 2: invalid JSON
+    '{"body": "no text field"}',  # line 3
+    '{"text": 42}',  # line 4: not a string
+    "",  # a blank line is no record
+    '{"text": null}',  # line 6: a null text, counted apart
+    '{"text": "also fine"}',
+]
+
+
+def corpus_with_bad_input(directory: Path, binary_files: int = 22) -> Path:
+    """Standard-library sources as JSON Lines (every split fills), a file with three bad records among good ones
+    (lines 2, 3 and 4), and ``binary_files`` small binary files, more than report.json names."""
+    from tests.conftest import STDLIB
+
+    texts = [path.read_text() for path in sorted((STDLIB / "json").glob("*.py"))]
+    texts += [path.read_text() for path in sorted((STDLIB / "email").glob("*.py"))[:10]]
+    write(directory / "good.jsonl", jsonl(texts))
+    write(directory / "bad.jsonl", "\n".join(BAD_LINES) + "\n")
+    for index in range(binary_files):
+        write(directory / "blobs" / f"blob{index:02d}.dat", b"\x00\x01" + bytes([index]))
+    return directory

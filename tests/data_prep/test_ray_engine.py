@@ -15,6 +15,7 @@ import pytest
 
 from data_prep.pipeline import prepare
 from tests.conftest import small_prep_config
+from tests.data_prep.corpus_files import corpus_with_bad_input
 
 ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install -e '.[ray]'")
 REPO = Path(__file__).resolve().parents[2]
@@ -63,6 +64,20 @@ def test_ray_with_one_two_and_four_workers_writes_the_local_engines_dataset(corp
         assert manifest["stats"] == expected["stats"]
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["documents"] == json.loads((tmp_path / "local" / "report.json").read_text())["documents"]
+
+
+def test_ray_counts_and_names_skipped_bad_records_and_binary_files_as_the_local_engine_does(local_ray, tmp_path):
+    corpus = corpus_with_bad_input(tmp_path / "corpus", binary_files=3)
+    reports = {}
+    for engine in ("local", "ray"):
+        config = small_prep_config(corpus, tmp_path / engine)
+        config.engine, config.read.on_error = engine, "skip"
+        prepare(config, show_progress=False)
+        report = json.loads((tmp_path / engine / "report.json").read_text())
+        reports[engine] = {key: report[key] for key in ("bad_records", "binary_files", "skipped", "documents")}
+    assert reports["ray"] == reports["local"]
+    assert reports["local"]["bad_records"][str(corpus / "bad.jsonl")]["count"] == 3
+    assert reports["local"]["binary_files"]["count"] == 3
 
 
 def test_an_unreachable_ray_address_fails_in_one_line_and_writes_nothing(tmp_path, stdlib_corpus):

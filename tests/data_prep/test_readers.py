@@ -47,6 +47,25 @@ def test_jsonl_bad_line_and_missing_field_name_the_file_and_line(tmp_path):
         list(read_documents([missing], ReadConfig(), ReadStats()))
 
 
+def test_on_error_skip_skips_bad_records_counting_them_and_naming_the_first_few(tmp_path):
+    lines = ['{"text": "kept"}', "{not json", '{"body": 1}', '{"text": [1]}', *["oops"] * 5, '{"text": "kept too"}']
+    path = write(tmp_path / "c.jsonl", "\n".join(lines) + "\n")
+    records = write(tmp_path / "r.json", '[{"text": "a"}, {"body": 1}, {"text": 5}, {"text": "b"}]')
+    stats = ReadStats()
+    documents = list(read_documents([path, records], ReadConfig(on_error="skip"), stats))
+    assert [(d.text, d.position) for d in documents] == [("kept", 1), ("kept too", 10), ("a", 0), ("b", 3)]
+    assert stats.bad_records_skipped == 3 + 5 + 2 and stats.documents == 4
+    assert stats.bad_records == [  # the first five of the JSON Lines file; the rest only counted
+        {"at": "line 2", "error": "invalid JSON (Expecting property name enclosed in double quotes)"},
+        {"at": "line 3", "error": "no 'text' field"},
+        {"at": "line 4", "error": "field 'text' is list, not a string"},
+        {"at": "line 5", "error": "invalid JSON (Expecting value)"},
+        {"at": "line 6", "error": "invalid JSON (Expecting value)"},
+    ]
+    with pytest.raises(DataPrepError, match="read.on_error is 'ignore'; expected one of"):
+        ReadConfig(on_error="ignore")
+
+
 def test_binary_files_are_skipped_and_invalid_utf8_is_replaced_and_counted(tmp_path):
     binary = write(tmp_path / "blob.py", b"\x00\x01\x02binary")
     latin1 = write(tmp_path / "latin.py", "caf\xe9 = 1".encode("latin-1"))
