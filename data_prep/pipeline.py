@@ -16,6 +16,7 @@ changed config key redoes only the stages that read it. The result is byte-ident
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from dataclasses import asdict
@@ -23,13 +24,14 @@ from pathlib import Path
 
 from data_prep.config import NON_SEMANTIC_KEYS, NON_SEMANTIC_READ_KEYS, DataPrepConfig
 from data_prep.dedup.minhash import SIGNATURE_FIELDS
+from data_prep.dedup.shuffle import read_digests
 from data_prep.dedup.stage import DUPLICATES_FILE, run_dedup_stage
 from data_prep.documents import DocumentsFile, run_documents_stage
 from data_prep.engines import make_engine
-from data_prep.errors import DataPrepError
+from data_prep.errors import DataPrepError, DiskFullError, disk_full_error
 from data_prep.read.sources import Input, list_files, split_into_parts
 from data_prep.report import Report
-from data_prep.split import TRAIN
+from data_prep.split import TRAIN, VAL, check_fractions, missing_splits
 from data_prep.tokens.pack import pack_shards
 from data_prep.tokens.shards import (
     FORMAT_VERSION,
@@ -44,10 +46,13 @@ from data_prep.tokens.tokenizer import (
     TOKENIZER_FILE,
     end_of_text_id,
     load_or_train_tokenizer,
+    planned_token_ids,
 )
 from data_prep.workdir import (
+    copy_file,
     file_identity,
     fingerprint,
+    remove_temporary_files,
     replace_tree,
     write_json_atomic,
 )
@@ -109,9 +114,17 @@ def _finished_dataset(output: Path, expected: str) -> dict | None:
 
 
 def prepare(config: DataPrepConfig, show_progress: bool = True) -> dict:
-    """Prepare ``config.output_dir`` (or reuse it when already finished) and return its manifest."""
+    """Prepare ``config.output_dir`` (or reuse it when already finished) and return its manifest.
+
+    Raises :class:`DataPrepError` for bad input (the output directory is then removed if this call created
+    it) and its subclass :class:`DiskFullError` when the disk fills up (the work finished so far is kept, for the
+    same command to reuse once space is freed)."""
     output = Path(config.output_dir)
+    # What can be found wrong before reading anything: found now, not after hours of work.
+    check_fractions(config.split)
+    planned_token_ids(config.tokenizer)  # the tokenizer's settings; a pretrained one is loaded and checked
     files = list_files(config.sources, config.read)
+    _check_two_documents_possible(files, config)
     inputs = [part for item in files for part in split_into_parts(item, config.read.part_mb)]
     fingerprints = _stage_fingerprints(config, inputs)
     # The finished dataset's identity: that of the whole files, since the parts large files are read in change
@@ -130,12 +143,29 @@ def prepare(config: DataPrepConfig, show_progress: bool = True) -> dict:
     (output / MANIFEST_FILE).unlink(missing_ok=True)  # from here on the directory is not a finished dataset
     try:
         return _run(config, inputs, fingerprints, output, show_progress)
+    except DiskFullError:
+        raise  # the finished work stays for the re-run (each write removed its own temporary file)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        # A write not named where it happens: name what the error knows (shutil's copies name the source first).
+        raise disk_full_error(error.filename2 or error.filename or output) from None
     except DataPrepError:
         # Bad input: nothing useful was made, so leave no trace. (After a crash or a kill the work files stay,
         # for the next run to reuse.)
         if created_here:
             shutil.rmtree(output, ignore_errors=True)
         raise
+
+
+def _check_two_documents_possible(files: list[Input], config: DataPrepConfig) -> None:
+    """Before reading: one text file read whole is one document, which cannot fill both the train and the val
+    split. (Other inputs can hold any number of documents, known only once read.)"""
+    if len(files) == 1 and files[0].kind == "text" and config.read.split_documents == "file":
+        raise DataPrepError(
+            f"the only input, '{files[0].path}', is read as one document (read.split_documents: file), which cannot "
+            "fill both the train and the val split; add inputs or set read.split_documents: paragraph"
+        )
 
 
 def _foreign_directory(output: Path) -> bool:
@@ -161,12 +191,7 @@ def _run_stages(config, inputs, fingerprints, output: Path, show: bool, work: Pa
         documents_dir = work / "documents"
         run_documents_stage(config, inputs, documents_dir, fingerprints["documents"], report, show, engine)
     report.stages["documents"]["seconds"] = round(report.stages["documents"]["seconds"] + started, 3)
-    if report.documents_kept_before_dedup == 0:
-        raise DataPrepError(
-            f"no documents left after reading, cleaning and filtering {len({item.path for item in inputs})} input(s) from {config.sources} "
-            f"({report.read['documents']} read, removed by filter: {dict(report.removed) or 'none'}); "
-            "check the sources, clean.min_chars and the filters' thresholds"
-        )
+    _check_documents_fill_the_splits(config, inputs, documents_dir, fingerprints, report)
 
     with report.stage("dedup"):
         dedup_dir = work / f"dedup.{fingerprints['dedup']}"
@@ -200,16 +225,16 @@ def _run_stages(config, inputs, fingerprints, output: Path, show: bool, work: Pa
         report.engine["peak_worker_rss_mb"] = round(engine.peak_worker_rss / 1e6, 1)
     for split, info in split_info.items():
         report.add_split(split, info)
-    for split in (TRAIN, "val"):
+    for split in (TRAIN, VAL):  # dedup can still have removed every document of a split
         if split_info[split]["documents"] == 0:
             raise DataPrepError(
                 f"the {split} split is empty ({report.documents_kept} documents kept, split.val_fraction="
                 f"{config.split.val_fraction}); add documents or raise split.val_fraction"
             )
 
-    shutil.copyfile(tokenizer_dir / TOKENIZER_FILE, output / TOKENIZER_FILE)
+    copy_file(tokenizer_dir / TOKENIZER_FILE, output / TOKENIZER_FILE)
     replace_tree(tokenizer_dir / HF_TOKENIZER_DIR, output / HF_TOKENIZER_DIR)
-    shutil.copyfile(dedup_dir / DUPLICATES_FILE, output / DUPLICATES_FILE)
+    copy_file(dedup_dir / DUPLICATES_FILE, output / DUPLICATES_FILE)
     semantic_config = {k: v for k, v in config.to_dict().items() if k not in NON_SEMANTIC_KEYS}
     for key in REPORT_ONLY_TOKENIZER_KEYS:
         semantic_config["tokenizer"].pop(key)
@@ -237,9 +262,34 @@ def _run_stages(config, inputs, fingerprints, output: Path, show: bool, work: Pa
     write_json_atomic(output / REPORT_FILE, report.as_dict())
     write_json_atomic(output / MANIFEST_FILE, manifest)
     _prune_work(work, fingerprints, {dedup_dir, tokenizer_dir, tokens_dir})
+    remove_temporary_files(output)  # what killed runs left; this run's own writers removed theirs
     if show:
         print(report.funnel())
     return manifest
+
+
+def _check_documents_fill_the_splits(config, inputs, documents_dir: Path, fingerprints: dict, report: Report) -> None:
+    """After the documents stage, before dedup, tokenizer and tokens: a document is kept at all, and some kept
+    document falls in the train split and some in the val split (dedup only removes documents, so a split none
+    of them falls in would end empty)."""
+    if report.documents_kept_before_dedup == 0:
+        skipped = report.read["bad_records_skipped"]
+        bad = f", bad records skipped: {skipped}" if skipped else ""
+        raise DataPrepError(
+            f"no documents left after reading, cleaning and filtering {len({item.path for item in inputs})} input(s) from {config.sources} "
+            f"({report.read['documents']} read, removed by filter: {dict(report.removed) or 'none'}{bad}); "
+            "check the sources, clean.min_chars and the filters' thresholds"
+        )
+    files = (DocumentsFile(documents_dir, item.id, fingerprints["documents"][item.id]) for item in inputs)
+    digests = (row.tobytes() for file in files for row in read_digests(str(file.jsonl)))
+    missing = missing_splits(digests, config.split)
+    if missing:
+        change = "raise" if missing[0] == VAL else "lower"
+        raise DataPrepError(
+            f"the {missing[0]} split would be empty: none of the {report.documents_kept_before_dedup} documents kept "
+            f"after reading, cleaning and filtering falls in it (split.val_fraction={config.split.val_fraction}, "
+            f"split.seed={config.split.seed}); add documents, {change} split.val_fraction or change split.seed"
+        )
 
 
 def summary(manifest: dict) -> str:

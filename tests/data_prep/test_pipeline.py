@@ -136,6 +136,7 @@ def test_corpus_empty_after_cleaning_is_an_error_and_writes_nothing(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "empty.py").write_text("   \n")
+    (corpus / "blank.py").write_text("\n\n")
     with pytest.raises(DataPrepError, match="no documents left"):
         prepare(small_prep_config(corpus, tmp_path / "out"), show_progress=False)
     assert not (tmp_path / "out").exists()
