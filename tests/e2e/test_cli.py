@@ -107,7 +107,8 @@ def test_bad_configuration_fails_with_one_line(workdir, args, culprit, capsys):
 def test_empty_corpus_fails_cleanly_and_writes_nothing(workdir, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    (empty / "blank.py").write_text("\n")
+    for name in ("blank.py", "also_blank.py"):  # two inputs: one alone is refused before reading (test_pipeline)
+        (empty / name).write_text("\n")
     prep = yaml.safe_load((workdir / "prep.yaml").read_text())
     prep["sources"] = [str(empty)]
     (tmp_path / "prep.yaml").write_text(yaml.safe_dump(prep))
