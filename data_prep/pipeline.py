@@ -120,9 +120,8 @@ def prepare(config: DataPrepConfig, show_progress: bool = True) -> dict:
     it) and its subclass :class:`DiskFullError` when the disk fills up (the work finished so far is kept, for the
     same command to reuse once space is freed)."""
     output = Path(config.output_dir)
-    # What can be found wrong before reading anything: found now, not after hours of work.
+    # What can be found wrong before reading anything is found now, not after hours of work.
     check_fractions(config.split)
-    planned_token_ids(config.tokenizer)  # the tokenizer's settings; a pretrained one is loaded and checked
     files = list_files(config.sources, config.read)
     _check_two_documents_possible(files, config)
     inputs = [part for item in files for part in split_into_parts(item, config.read.part_mb)]
@@ -138,6 +137,7 @@ def prepare(config: DataPrepConfig, show_progress: bool = True) -> dict:
         return manifest
     if output.exists() and (not output.is_dir() or _foreign_directory(output)):
         raise DataPrepError(f"output_dir '{output}' exists and is not a prepared dataset; choose another --output_dir")
+    planned_token_ids(config.tokenizer)  # its settings; a pretrained one is loaded (not when reusing, above)
     created_here = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     (output / MANIFEST_FILE).unlink(missing_ok=True)  # from here on the directory is not a finished dataset
