@@ -71,8 +71,10 @@ def full_disk_cause(error: BaseException | None) -> OSError | None:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno in FULL:
             return error
-        failures = getattr(error, "failures", None)
-        nested = [cause for cause in (failures or {}).values() if isinstance(cause, BaseException)]
+        # CheckpointException.failures: rank -> (exception, traceback summary)
+        failures = getattr(error, "failures", None) or {}
+        nested = [cause[0] if isinstance(cause, tuple) else cause for cause in failures.values()]
+        nested = [cause for cause in nested if isinstance(cause, BaseException)]
         error = nested[0] if nested else (error.__cause__ or error.__context__)
     return None
 
@@ -166,15 +168,24 @@ def atomic_directory_saves(strategy) -> None:
         if strategy.is_global_zero and partial.exists():
             remove(partial)  # left by a run killed while saving
         strategy.barrier("lit_pretrain.partial_checkpoint_cleared")
+        failure = None
         try:
             save(checkpoint, partial, storage_options)
-        except Exception as error:
-            full = no_space_left(error, path)
-            if full is None:
-                raise
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # torch.distributed.checkpoint's CheckpointException is a BaseException
+            failure = error
+        # A failure on one rank only (rank 0 alone writes meta.pt) must stop every rank, not leave the others
+        # waiting at the next barrier: the ranks agree on it first.
+        if strategy.reduce_boolean_decision(failure is not None, all=False):
             if strategy.is_global_zero:
                 remove(partial)  # the shards written so far: the previous checkpoint is untouched
-            raise full from None
+            full = no_space_left(failure, path) if failure is not None else None
+            if full is not None:
+                raise full from None
+            if failure is not None:
+                raise failure
+            raise RuntimeError(f"saving '{path}' failed on another process (its error is in its own output)")
         strategy.barrier("lit_pretrain.checkpoint_written")
         if strategy.is_global_zero:
             replace_directory(partial, path)

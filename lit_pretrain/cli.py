@@ -28,6 +28,7 @@ the same config logs, checkpoints and saves ``config.yaml`` into the same place.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from data_prep.cli_errors import OneLineErrors
-from data_prep.errors import DataPrepError
+from data_prep.errors import DataPrepError, DiskFullError
 from data_prep.tokens.shards import MANIFEST_FILE
 from lit_pretrain.callbacks import (
     GenerateSample,
@@ -70,6 +71,7 @@ class OneLineErrorParser(OneLineErrors, LightningArgumentParser):
 
 class PretrainCLI(LightningCLI):
     run_lock: RunLock | None = None
+    current: PretrainCLI | None = None  # the instance running, for main() to stop its other processes on an error
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         OneLineErrorParser.argv = sys.argv[1:] if args is None else list(args)  # for errors naming a --config file
@@ -139,8 +141,11 @@ class PretrainCLI(LightningCLI):
         """Lock the run directory (global rank 0), then run ``checks``: a check that refuses the run unlocks it and
         leaves the directory as it was, since nothing else has been written there yet (config.yaml, logs and
         checkpoints are written once the Trainer starts)."""
-        if self.trainer.is_global_zero and self.subcommand in ("fit", "validate", "test"):
-            self.run_lock = RunLock(self.run_directory())
+        PretrainCLI.current = self
+        run_directory = self.run_directory()
+        local = "://" not in str(self.trainer.log_dir or self.trainer.default_root_dir)  # not an object store
+        if self.trainer.is_global_zero and self.subcommand in ("fit", "validate", "test") and local:
+            self.run_lock = RunLock(run_directory)
             self.run_lock.acquire()
         try:
             for check in checks:
@@ -169,7 +174,7 @@ class PretrainCLI(LightningCLI):
         data = self.datamodule
         if hasattr(data, "verify_dataset") and (data.dataset_dir / MANIFEST_FILE).is_file():
             try:
-                data.verify_dataset()
+                data.verify_dataset(rank=data.hashing_rank(self.trainer))
             except DataPrepError as error:
                 raise ConfigError(str(error)) from None
 
@@ -212,6 +217,19 @@ class PretrainCLI(LightningCLI):
         self.before_run(self.check_run, self.verify_data, self.check_resume)
 
 
+def stop_other_processes() -> None:
+    """After an error on this process, end the processes Lightning's subprocess launcher started (``--trainer.devices
+    N`` without torchrun): Lightning kills them only on Ctrl-C, and an error raised here alone (a full disk during
+    rank 0's save, a damaged batch) would leave them waiting in a collective until its timeout. Under torchrun or
+    srun the launcher ends the others when this process exits non-zero."""
+    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    cli = PretrainCLI.current
+    launcher = getattr(getattr(getattr(cli, "trainer", None), "strategy", None), "launcher", None)
+    if isinstance(launcher, _SubprocessScriptLauncher) and getattr(launcher, "procs", None):
+        launcher.kill(signal.SIGKILL)
+
+
 def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
     if argv[:1] == ["plot"]:  # needs no model or data: its own small parser, same entry point
@@ -238,25 +256,33 @@ def main(args: list[str] | None = None) -> None:
             auto_configure_optimizers=False,
             args=args,
         )
-    except (ConfigError, DataPrepError, MisconfigurationException) as error:
-        sys.stderr.write(f"error: {error}\n")
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:  # Ctrl-C before training started (parsing, preparing, verifying): nothing to save
-        sys.stderr.write("\nlit_pretrain: interrupted before training started; nothing to save\n")
+    except KeyboardInterrupt:  # Ctrl-C outside training (parsing, preparing, verifying): nothing was training
+        sys.stderr.write("\nlit_pretrain: interrupted outside training; the checkpoints written so far are whole\n")
         raise SystemExit(130) from None
-    except LossNotFinite as error:
-        sys.stderr.write(f"error: {error}\n")
-        raise SystemExit(3) from None
-    except NoSpaceLeft as error:
-        sys.stderr.write(f"error: {error}\n")
-        raise SystemExit(1) from None
-    except Exception as error:
-        full = full_disk_cause(error)  # a full disk under anything else that writes: the logger, a sample, ...
-        if full is None:
+    except BaseException as error:
+        stop_other_processes()
+        code, message = exit_code_and_line(error)
+        if code is None:
             raise
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(code) from None
+
+
+def exit_code_and_line(error: BaseException) -> tuple[int | None, str]:
+    """(exit code, one line) for an error a user can act on; (None, "") for a bug, which keeps its traceback."""
+    if isinstance(error, SystemExit):
+        return None, ""
+    if isinstance(error, (NoSpaceLeft, DiskFullError)):
+        return 1, str(error)
+    if isinstance(error, (ConfigError, DataPrepError, MisconfigurationException)):
+        return 2, str(error)
+    if isinstance(error, LossNotFinite):
+        return 3, str(error)
+    full = full_disk_cause(error)  # a full disk under anything else that writes: the logger, a sample, ...
+    if full is not None:
         what = f"writing '{full.filename}'" if full.filename else "writing the run's logs"
-        sys.stderr.write(
-            f"error: no space left on device: {what} failed; the checkpoints saved before it are intact: free space "
-            "(or move the run directory), then resume with --ckpt_path last\n"
+        return 1, (
+            f"no space left on device: {what} failed; the checkpoints saved before it are intact: free space "
+            "(or move the run directory), then resume with --ckpt_path last"
         )
-        raise SystemExit(1) from None
+    return None, ""

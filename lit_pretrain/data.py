@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import lightning as L
+import numpy as np
 import torch
 import yaml
 
@@ -22,9 +23,9 @@ from data_prep.cli_errors import yaml_problem
 from data_prep.config import DataPrepConfig
 from data_prep.errors import DataPrepError
 from data_prep.pipeline import prepare
-from data_prep.tokens.shards import MANIFEST_FILE, read_manifest
+from data_prep.tokens.shards import MANIFEST_FILE, read_manifest, read_tokens
 from data_prep.tokens.tokenizer import load_tokenizer, planned_token_ids, role_token_ids
-from data_prep.tokens.verify import find_out_of_range, record, verify
+from data_prep.tokens.verify import content_fingerprint, record, verify
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.windows import (
     EvalDataLoader,
@@ -229,18 +230,20 @@ class PretrainDataModule(L.LightningDataModule):
         self.test_dataset = self._windows(self.test_split)
 
     # -- verification of the files, and of what a resumed run continues --------------------------------------
-    def verify_dataset(self, collective: bool = False) -> None:
+    def verify_dataset(self, collective: bool = False, rank: int | None = None) -> None:
         """Check the shards against the manifest (``verify``; see the class doc) and stop with one line naming the
         file on a mismatch. Hashing is the job of one process (global rank 0, or local rank 0 of each node with
-        ``prepare_data_per_node``); with ``collective`` every rank then learns its verdict, so all stop together.
-        The CLI calls this before the run directory is touched, ``setup`` again with ``collective`` (each check
-        runs once per process)."""
+        ``prepare_data_per_node``): ``rank`` is this process's rank in that sense (by default the attached
+        Trainer's); with ``collective`` every rank then learns its verdict, so all stop together. The CLI calls
+        this before the run directory is touched (passing the rank: LightningCLI attaches the data module to the
+        Trainer only in ``fit``), ``setup`` again with ``collective`` (each check runs once per process)."""
         manifest = self.manifest if self.manifest is not None else read_manifest(self.dataset_dir)
         if self.verify == "off":
             return
         trainer = self.trainer
         if self._hash_result is False:
-            rank = 0 if trainer is None else trainer.local_rank if self.prepare_data_per_node else trainer.global_rank
+            if rank is None:
+                rank = 0 if trainer is None else self.hashing_rank(trainer)
             try:
                 hashed = verify(self.dataset_dir, manifest, hashes=self.verify == "hash" and rank == 0)
                 self._hash_result = None
@@ -248,10 +251,13 @@ class PretrainDataModule(L.LightningDataModule):
                 self._hash_result = str(error)
                 hashed = None
             if hashed is not None:
-                read, seconds = hashed
+                read, seconds, recorded = hashed
+                note = (
+                    "recorded in verified.json: later runs skip it" if recorded else "not recorded: read-only or full"
+                )
                 sys.stderr.write(
                     f"lit_pretrain: verified the SHA-256 of {self.dataset_dir}'s {read / 1e6:,.1f} MB of shards in "
-                    f"{seconds:.2f} s (recorded in verified.json: later runs skip it)\n"
+                    f"{seconds:.2f} s ({note})\n"
                 )
         message = self._hash_result
         if collective and trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
@@ -261,12 +267,17 @@ class PretrainDataModule(L.LightningDataModule):
         if message:
             raise ConfigError(message)
 
+    def hashing_rank(self, trainer: L.Trainer) -> int:
+        """This process's rank among those that may hash: 0 hashes (see :meth:`verify_dataset`)."""
+        return trainer.local_rank if self.prepare_data_per_node else trainer.global_rank
+
     def data_order(self) -> dict:
-        """What decides which windows a step takes, saved in checkpoints and compared on resume: the dataset (its
-        manifest's fingerprint), the window length and the seed of the permutation."""
+        """What decides which windows a step takes, saved in checkpoints and compared on resume: the dataset (a
+        digest of its shards' hashes in the manifest: the same data prepared again resumes), the window length and
+        the seed of the permutation."""
         manifest = self.manifest if self.manifest is not None else read_manifest(self.dataset_dir)
         return {
-            "dataset_fingerprint": manifest.get("fingerprint"),
+            "dataset_fingerprint": content_fingerprint(manifest),
             "dataset_dir": str(self.dataset_dir),
             "seq_len": self.seq_len,
             "seed": self.seed,
@@ -324,18 +335,16 @@ class PretrainDataModule(L.LightningDataModule):
             )
         return dataset
 
-    def _out_of_range(self, dataset: WindowDataset, largest: int) -> ConfigError:
-        """The error for a batch holding id ``largest`` >= the vocabulary, naming the shard that holds it."""
+    def _out_of_range(self, dataset: WindowDataset, window: int) -> ConfigError:
+        """The error for window ``window`` holding an id >= the vocabulary, naming the shard and the token."""
         vocab = int(self.manifest["vocab_size"])
-        found = find_out_of_range(self.dataset_dir, self.manifest, [p.name for p in dataset.paths], vocab)
-        where = (
-            f"'{found[0]}' holds token id {found[2]:,} at token {found[1]:,}"
-            if found
-            else f"a batch holds token id {largest:,}"
-        )
+        path, start = dataset.locate(window)
+        tokens = read_tokens(path, dataset.dtype, start, dataset.seq_len)
+        position = int(np.flatnonzero(tokens >= vocab)[0])
         return ConfigError(
-            f"{where}, beyond the vocabulary of {vocab:,} ids in '{self.dataset_dir / MANIFEST_FILE}': the shard is "
-            "damaged; prepare the dataset again (data.verify hash finds such a file before the first step)"
+            f"'{path}' holds token id {int(tokens[position]):,} at token {start + position:,}, beyond the vocabulary "
+            f"of {vocab:,} ids in '{self.dataset_dir / MANIFEST_FILE}': the shard is damaged; prepare the dataset "
+            "again (data.verify hash finds such a file before the first step)"
         )
 
     # -- facts the module and callbacks use ----------------------------------------------------------------

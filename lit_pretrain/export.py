@@ -184,10 +184,14 @@ def export(source: Path, out: Path, dataset_dir: str | None = None, replace: boo
             if out.exists():
                 out.rmdir()  # empty (checked above)
             os.replace(partial, out)
-    except OSError as error:
-        what = "no space left on device" if full_disk_cause(error) else error.strerror or type(error).__name__
+    except Exception as error:  # an OSError, or safetensors' own error for a failed write ("... (os error 28)")
+        if not isinstance(error, OSError) and "os error" not in str(error):
+            raise
+        full = full_disk_cause(error) is not None or "(os error 28)" in str(error)
+        what = "no space left on device" if full else getattr(error, "strerror", None) or str(error).splitlines()[0]
         raise ConfigError(
-            f"export: writing '{out}' failed ({what}); nothing was left there: free space or choose another output directory"
+            f"export: writing '{out}' failed ({what}); nothing was left there: free space or choose another output "
+            "directory"
         ) from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)

@@ -62,6 +62,7 @@ class RunLock:
             try:
                 handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as error:
+                self._forget_created()
                 raise ConfigError(
                     f"run directory '{self.directory}' cannot be written ({error.strerror}); give the run a directory it "
                     "can write (--trainer.logger.init_args.save_dir DIR)"
@@ -77,9 +78,13 @@ class RunLock:
                         f"run directory '{self.directory}' is in use by {describe(holder)}; wait for that run to end, "
                         f"or give this one another run directory ({self.rename_hint})"
                     ) from None
+                if not existed:
+                    self.path.unlink(missing_ok=True)
+                    self._forget_created()
                 if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                     sys.stderr.write(
-                        f"lit_pretrain: '{self.path}': this filesystem has no file locks; the run is not protected against a second run into '{self.directory}'\n"
+                        f"lit_pretrain: '{self.path}': this filesystem has no file locks; the run is not protected "
+                        f"against a second run into '{self.directory}'\n"
                     )
                     return
                 raise
@@ -93,16 +98,31 @@ class RunLock:
                 break
             os.close(handle)
         self._handle = handle
-        self._previous = os.pread(handle, 1 << 16, 0) if existed else None
+        # A forked child (a DataLoader worker, a data_prep pool process) shares the locked file description: were
+        # it to outlive a killed run, it would keep the directory locked. Children close their copy at once.
+        os.register_at_fork(after_in_child=self._close_in_child)
+        self._previous = self.path.read_bytes() if existed else None
         holder = self._read_holder()
+        try:
+            self._write(
+                json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "argv": sys.argv})
+            )
+        except OSError as error:  # a full disk: leave the file as it was
+            self.abandon()
+            raise ConfigError(
+                f"run directory '{self.directory}' cannot be written ({error.strerror}); free space there or give the "
+                f"run another directory ({self.rename_hint})"
+            ) from None
         if holder:
             sys.stderr.write(
                 f"lit_pretrain: took over the lock of run directory '{self.directory}' from {describe(holder)}, "
                 "which ended without releasing it (killed or crashed)\n"
             )
-        self._write(
-            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "argv": sys.argv})
-        )
+
+    def _close_in_child(self) -> None:
+        if self._handle is not None:
+            os.close(self._handle)  # this process's reference only: the parent keeps its lock
+            self._handle = None
 
     def release(self) -> None:
         """Empty the file (no holder) and unlock it."""
@@ -119,7 +139,10 @@ class RunLock:
             self.path.unlink(missing_ok=True)  # while we still hold it: nobody else can be using it
             self._forget_created()
         else:
-            self._write(self._previous.decode("utf-8", "replace"))
+            try:
+                self._write(self._previous)
+            except OSError:  # a full disk: the file is at worst emptied, which names no holder
+                pass
         self._close()
 
     def _forget_created(self) -> None:
@@ -130,9 +153,9 @@ class RunLock:
                 break
         self._created = []
 
-    def _write(self, text: str) -> None:
+    def _write(self, content: str | bytes) -> None:
         os.ftruncate(self._handle, 0)
-        os.pwrite(self._handle, text.encode(), 0)
+        os.pwrite(self._handle, content.encode() if isinstance(content, str) else content, 0)
         os.fsync(self._handle)
 
     def _close(self) -> None:

@@ -37,8 +37,9 @@ class WindowDataset(Dataset):
         self.paths = [Path(directory) / name for name in files]
         self.dtype = np.dtype(dtype)
         self.seq_len = seq_len
-        # (vocabulary size, error factory): set when the shards' ids are not vouched for by a hash check; the
-        # loaders then check each batch's largest id in the main process, before it reaches an embedding.
+        # (vocabulary size, error factory taking the dataset and a window index): set when the shards' ids are not
+        # vouched for by a hash check; the loaders then check each batch's largest id in the main process, before
+        # it reaches an embedding.
         self.id_check: tuple[int, Callable[[WindowDataset, int], Exception]] | None = None
         missing = next((path for path in self.paths if not path.is_file()), None)
         if missing is not None:
@@ -50,16 +51,23 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return int(self.first_window[-1])
 
+    def locate(self, index: int) -> tuple[Path, int]:
+        """(shard, first token) of window ``index``."""
+        shard = int(np.searchsorted(self.first_window, index, side="right") - 1)
+        return self.paths[shard], (index - int(self.first_window[shard])) * self.seq_len
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         # A negative index -1-i is window i as padding (EvalWindowSampler): served so every rank runs the same
         # number of batches, never counted in a loss.
         counted = index >= 0
         index = index if counted else -1 - index
-        shard = int(np.searchsorted(self.first_window, index, side="right") - 1)
-        start = (index - int(self.first_window[shard])) * self.seq_len
-        tokens = read_tokens(self.paths[shard], self.dtype, start, self.seq_len)
+        path, start = self.locate(index)
+        tokens = read_tokens(path, self.dtype, start, self.seq_len)
         # Inputs only: labels (and any masking) are the objective's business, per batch.
-        return {"input_ids": torch.from_numpy(tokens.astype(np.int64)), "counted": torch.tensor(counted)}
+        item = {"input_ids": torch.from_numpy(tokens.astype(np.int64)), "counted": torch.tensor(counted)}
+        if self.id_check is not None:  # where each row comes from, to name the shard of a bad id
+            item["window"] = torch.tensor(index)
+        return item
 
 
 class ResumableWindowSampler(DistributedSampler):
@@ -140,9 +148,10 @@ class CheckedLoader(DataLoader):
 
     def _checked(self, batches, vocab_size: int, error: Callable[[WindowDataset, int], Exception]):
         for batch in batches:
-            largest = int(batch["input_ids"].max())  # on the CPU, before the copy: microseconds per batch
-            if largest >= vocab_size:
-                raise error(self.dataset, largest)
+            ids = batch["input_ids"]
+            if int(ids.max()) >= vocab_size:  # on the CPU, before the copy: microseconds per batch
+                row = int((ids >= vocab_size).any(dim=1).nonzero()[0])
+                raise error(self.dataset, int(batch["window"][row]))
             yield batch
 
 

@@ -9,8 +9,9 @@ Two levels, both against what ``manifest.json`` recorded when the shards were wr
   bytes overwritten in place, which sizes cannot see.
 
 A dataset is hashed once: a successful check is recorded in ``verified.json`` beside the manifest with each
-file's size and modification time, and a later run whose files still have them skips the hashing (a write into
-a file changes its modification time). A mismatch raises :class:`~data_prep.errors.DataPrepError` with one line
+file's size, modification and change times and inode, and a later run whose files still have them skips the
+hashing (a write into a file changes its modification time; a copy, even one that keeps modification times, gets
+a new inode). A mismatch raises :class:`~data_prep.errors.DataPrepError` with one line
 naming the file and what differs.
 """
 
@@ -106,7 +107,8 @@ def _identity(directory: Path, manifest: dict) -> dict:
     files = {}
     for path in paths:
         stat = path.stat()
-        files[path.name] = [stat.st_size, stat.st_mtime_ns]
+        # A write changes the mtime; a copy (even one keeping mtimes, cp -p, rsync -a) changes the inode and ctime.
+        files[path.name] = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
     manifest_bytes = (directory / MANIFEST_FILE).read_bytes()
     return {"manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(), "files": files}
 
@@ -128,35 +130,33 @@ def record(directory: Path, manifest: dict, seconds: float | None = None) -> boo
         payload["seconds"] = round(seconds, 3)
     try:
         write_json_atomic(Path(directory) / VERIFIED_FILE, payload)
-    except OSError:
+    except (OSError, DataPrepError):  # read-only, or full (DiskFullError): the next run hashes again
         return False
     return True
 
 
-def verify(directory: Path, manifest: dict, hashes: bool) -> tuple[int, float] | None:
+def verify(directory: Path, manifest: dict, hashes: bool) -> tuple[int, float, bool] | None:
     """Sizes always; with ``hashes``, the hashes unless a verification of these files is recorded (then recorded
-    anew). Returns (bytes hashed, seconds) when it hashed, None otherwise; raises ``DataPrepError`` on a mismatch."""
+    anew). Returns (bytes hashed, seconds, whether it was recorded) when it hashed, None otherwise; raises
+    ``DataPrepError`` on a mismatch."""
     check_sizes(directory, manifest)
     if not hashes or is_recorded(directory, manifest):
         return None
     started = time.perf_counter()
     read = check_hashes(directory, manifest)
     seconds = time.perf_counter() - started
-    record(directory, manifest, seconds)
-    return read, seconds
+    return read, seconds, record(directory, manifest, seconds)
 
 
-def find_out_of_range(directory: Path, manifest: dict, files: list[str], limit: int) -> tuple[Path, int, int] | None:
-    """(shard, token position, id) of the first token id >= ``limit`` in ``files``, read block by block; None
-    when there is none. Used to name the file once a batch has shown such an id."""
-    dtype = np.dtype(manifest["dtype"])
-    block = 1 << 24
-    for name in files:
-        path = Path(directory) / name
-        total = path.stat().st_size // dtype.itemsize
-        for start in range(0, total, block):
-            tokens = np.fromfile(path, dtype=dtype, count=min(block, total - start), offset=start * dtype.itemsize)
-            bad = np.flatnonzero(tokens >= limit)
-            if len(bad):
-                return path, start + int(bad[0]), int(tokens[bad[0]])
-    return None
+def content_fingerprint(manifest: dict) -> str:
+    """A short digest of what a dataset holds, from its manifest: each split's shards in order with their SHA-256
+    and the token dtype. Preparing the same data again (even under a changed config that writes the same bytes)
+    gives the same digest; any other token gives another."""
+    content = {
+        "dtype": manifest["dtype"],
+        "splits": {
+            split: [[name, info["sha256"].get(name)] for name in info["files"]]
+            for split, info in sorted(manifest["splits"].items())
+        },
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]

@@ -5,9 +5,11 @@ second Ctrl-C stops at once, without saving (the previous checkpoints stay intac
 
 Lightning installs a SIGTERM handler of its own when the loop starts, after ``on_fit_start``, wrapping whatever was
 there: it marks the run as stopping and ends it at the next batch (exit 0, no checkpoint), which raced with ours
-when the signal landed during a periodic save or a sample. So this callback installs its handlers again in
-``on_train_start``, replacing Lightning's for the signals it owns: ours alone decide. With ``enabled: false``
-nothing is touched, and Lightning's own handling (SLURM auto-requeue included) works as without this callback."""
+when the signal landed during a periodic save. So this callback installs its handlers again when the sanity check
+and the training start, replacing Lightning's for the signals it owns: ours alone decide. And Lightning's
+teardown is told to put back the handlers from before ``fit`` (not ours), on every way out. A signal that arrives
+during a validation pass inside training is acted on when the pass ends. With ``enabled: false`` nothing is
+touched, and Lightning's own handling (SLURM auto-requeue included) works as without this callback."""
 
 from __future__ import annotations
 
@@ -31,40 +33,68 @@ class Preemption(L.Callback):
         self.enabled = enabled
         self.signals = list(signals) if signals is not None else ["SIGTERM", "SIGUSR1", "SIGINT"]
         self.received: str | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, object] = {}  # the handlers before fit, put back when it ends
+        self._announce = True  # whether this process prints the Ctrl-C line (global rank 0)
 
-    def _install(self) -> None:
+    # -- owning the signals ----------------------------------------------------------------------------------
+    def _install(self, trainer: L.Trainer) -> None:
         if not self.enabled or threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be installed from the main thread
         for name in self.signals:
             number = getattr(signal, name)
             previous = signal.signal(number, self._note)
-            self._previous.setdefault(number, previous)  # what was there before fit, restored at its end
+            self._previous.setdefault(number, previous)
+        self._hand_back_on_teardown(trainer)
+
+    def _hand_back_on_teardown(self, trainer: L.Trainer) -> None:
+        """Lightning's teardown re-installs the handlers it found when it registered its own (ours, installed in
+        ``on_fit_start``): make it put back the ones from before fit instead, on every way out."""
+        originals = getattr(getattr(trainer, "_signal_connector", None), "_original_handlers", None)
+        if isinstance(originals, dict):
+            for number, previous in self._previous.items():
+                if number in originals:
+                    originals[number] = previous
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._install()  # from the first moment there is anything to save
+        self.received, self._announce = None, trainer.is_global_zero
+        self._install(trainer)  # from the first moment there is anything to save
+
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install(trainer)  # over the SIGTERM handler Lightning registered after on_fit_start
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._install()  # again, over the SIGTERM handler Lightning registered after on_fit_start
+        self._install(trainer)  # the same when there is no sanity check
 
     def _note(self, number, frame) -> None:
         name = signal.Signals(number).name
         if name == "SIGINT" and self.received is not None:
-            os.write(2, b"\nlit_pretrain: Ctrl-C again: stopping now, without saving this step\n")
+            if self._announce:
+                os.write(2, b"\nlit_pretrain: Ctrl-C again: stopping now, without saving this step\n")
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt  # Lightning's own graceful shutdown, exit 1
         if self.received is not None:
             return  # a repeated SIGTERM: the save is already on its way
         self.received = name  # acted on between steps, never inside one
-        if name == "SIGINT":  # os.write: print() may be in use by the code this handler interrupted
+        if name == "SIGINT" and self._announce:  # os.write: print() may be in use by the code interrupted here
             os.write(
                 2,
                 b"\nlit_pretrain: Ctrl-C: finishing this step, then saving last.ckpt (Ctrl-C again stops at once, without saving)\n",
             )
 
+    # -- acting on them ----------------------------------------------------------------------------------------
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not self.enabled or (batch_idx + 1) % trainer.accumulate_grad_batches:
-            return  # inside an accumulation: stop only at an optimizer-step boundary
+        if (batch_idx + 1) % trainer.accumulate_grad_batches == 0:  # only at an optimizer-step boundary
+            self._stop_if_signalled(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A validation pass can be longer than a scheduler's grace period: a signal that arrived during it is
+        # acted on when it ends (the training step before it is complete), not after one more step.
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._stop_if_signalled(trainer, pl_module)
+
+    def _stop_if_signalled(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.enabled or trainer.should_stop:
+            return
         received = self.received is not None
         if trainer.world_size > 1:  # one rank's signal stops every rank at the same step
             flag = torch.tensor(float(received), device=pl_module.device)
@@ -100,9 +130,10 @@ class Preemption(L.Callback):
         return path
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._restore()  # at the very end: a signal during the final save or sample still counts as ours
+        self._restore()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._hand_back_on_teardown(trainer)  # Lightning's teardown follows, before ours
         self._restore()
 
     def _restore(self) -> None:

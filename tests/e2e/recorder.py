@@ -121,9 +121,10 @@ class InjectFault(L.Callback):
 
 
 class SignalDuring(L.Callback):
-    """Sends ``signal_name`` to its own process from inside the first periodic checkpoint save (``during="save"``)
-    or the first sample (``during="sample"``) at or after step ``at_step``: the handler runs right there, while the
-    save or the sample is on the stack, as when a scheduler's signal lands in the middle of one."""
+    """Sends ``signal_name`` to its own process from inside the first periodic checkpoint save (``during="save"``),
+    the first sample (``during="sample"``) or the first validation batch (``during="validation"``, not the sanity
+    check) at or after step ``at_step``: the handler runs right there, while the save, the sample or the validation
+    is on the stack, as when a scheduler's signal lands in the middle of one."""
 
     def __init__(self, during: str, at_step: int = 1, signal_name: str = "SIGTERM") -> None:
         self.during, self.at_step, self.signal_name, self.fired = during, at_step, signal_name, False
@@ -137,7 +138,13 @@ class SignalDuring(L.Callback):
 
         return wrapped
 
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.during == "validation" and not trainer.sanity_checking:
+            self._signal_then(trainer, lambda: None)()
+
     def on_fit_start(self, trainer, pl_module) -> None:  # after setup, where the run's checkpoint IO is set
+        if self.during == "validation":
+            return
         if self.during == "save":
             io = trainer.strategy.checkpoint_io
             io.save_checkpoint = self._signal_then(trainer, io.save_checkpoint)

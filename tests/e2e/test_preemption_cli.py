@@ -27,7 +27,8 @@ def project(tmp_path_factory, stdlib_corpus):
     return project, read_records(record)
 
 
-@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])
+# SIGTERM's stop and exact resume: test_a_signal_during_validation_..., and its stop mid-training: test_a_sigterm_...
+@pytest.mark.parametrize("signal_name", ["SIGUSR1"])
 def test_a_signal_saves_last_stops_cleanly_and_the_resume_is_exact(project, signal_name):
     project, expected = project
     name = f"preempted-{signal_name}"
@@ -151,3 +152,26 @@ def test_a_sigterm_landing_during_a_periodic_save_or_a_sample_still_saves_and_sa
         "resume with --ckpt_path last"
     ]
     assert saved_step(project, name) == step
+
+
+def test_a_signal_during_validation_saves_when_the_pass_ends_and_the_resume_is_exact(project):
+    """Validation can outlast a scheduler's grace period: the signal is acted on when the pass ends, after the
+    step before it, not one more training step later."""
+    project, expected = project
+    name = "sigterm-during-validation"
+    config, record = recorder_config(
+        project, name, None, 0.0, ("SignalDuring", {"during": "validation", "at_step": 10})
+    )
+    result = run("fit", *COMMON, "--config", config, "--trainer.logger.init_args.name", name,
+                 "--trainer.val_check_interval", "10", cwd=project)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"lit_pretrain: SIGTERM received: saved runs/{name}/checkpoints/last.ckpt after step 10; " in result.stderr
+    assert [r["step"] for r in read_records(record)] == list(range(1, 11)) and saved_step(project, name) == 10
+    config, resumed_record = recorder_config(project, f"{name}-resumed")
+    result = run("fit", *COMMON, "--config", config, "--trainer.logger.init_args.name", name,
+                 "--trainer.val_check_interval", "10", "--ckpt_path", "last", cwd=project)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = read_records(resumed_record)
+    assert [r["step"] for r in after] == list(range(11, 31))
+    assert [r["windows"] for r in after] == [r["windows"] for r in expected[10:]]
+    assert [r["loss"] for r in after] == pytest.approx([r["loss"] for r in expected[10:]], rel=1e-5)

@@ -29,6 +29,26 @@ def project(tmp_path_factory, stdlib_corpus) -> Path:
     return project
 
 
+@pytest.fixture(scope="module")
+def other_dataset(project, tmp_path_factory) -> Path:
+    """The project's dataset with one validation token changed (and its hash in the manifest): another dataset,
+    consistent in itself."""
+    import hashlib
+    import json
+    import shutil
+
+    other = tmp_path_factory.mktemp("other") / "dataset"
+    shutil.copytree(project / "data/small", other, ignore=shutil.ignore_patterns("work", "verified.json"))
+    val = other / "val_00000.bin"
+    content = bytearray(val.read_bytes())
+    content[0:2] = (int.from_bytes(content[0:2], "little") ^ 1).to_bytes(2, "little")
+    val.write_bytes(bytes(content))
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["splits"]["val"]["sha256"][val.name] = hashlib.sha256(content).hexdigest()
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    return other
+
+
 def snapshot(directory: Path) -> dict[str, bytes]:
     return {
         str(path.relative_to(directory)): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()
@@ -46,17 +66,29 @@ def snapshot(directory: Path) -> dict[str, bytes]:
     ids=["seq_len", "seed", "dataset", "batch_size"],
 )  # fmt: skip
 def test_a_resume_that_disagrees_with_the_checkpoint_is_refused_and_leaves_the_run_directory_as_it_was(
-    project, prepared_dataset, capsys, args, expected
+    project, other_dataset, capsys, args, expected
 ):
     run_dir = project / "runs/tiny"
     before = snapshot(run_dir)
-    args = [str(prepared_dataset) if arg == "{other}" else arg for arg in args]
+    args = [str(other_dataset) if arg == "{other}" else arg for arg in args]
     code, errors = in_process(project, *FIT, "--trainer.max_steps", "12", *args, "--ckpt_path", "last", capsys=capsys)
     assert code == 2 and len(errors) == 1 and expected in errors[0], errors
     assert snapshot(run_dir) == before  # config.yaml, hparams.yaml, logs, checkpoints and the lock file untouched
     if "dataset_dir" in args:  # names both datasets by their fingerprints, and the key to restore
-        assert f"data.dataset_dir '{prepared_dataset}' holds another (fingerprint " in errors[0]
+        assert f"data.dataset_dir '{other_dataset}' holds another (fingerprint " in errors[0]
         assert "resume with --data.dataset_dir data/small" in errors[0]
+
+
+def test_the_same_data_in_another_directory_resumes(project, tmp_path, capsys):
+    """The dataset is known by its shards' hashes, not its path or config: a copy resumes (here at its last step,
+    so the run ends at once)."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(project / "data/small", copy, ignore=shutil.ignore_patterns("work"))
+    code, errors = in_process(project, *FIT, "--data.dataset_dir", str(copy), "--data.prepare_config", "null",
+                              "--ckpt_path", "last", capsys=capsys)  # fmt: skip
+    assert code == 0 and errors == []
 
 
 def test_the_python_api_refuses_the_same_resume_when_lightning_restores_the_data_module(project, tmp_path):
@@ -155,7 +187,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_a_disk_that_fills_up_during_a_save_keeps_the_previous_checkpoint_and_says_so(project, small_disk):
+def test_a_disk_that_fills_up_during_a_save_keeps_the_previous_checkpoint_and_says_so(project, small_disk, capsys):
     runs, filler = small_disk / "runs", small_disk / "filler"
     fill = callbacks_config(project, "fill", ("FillDisk", {"path": str(filler), "at_step": 6}))
     # Nothing logged between the fill and the save: the save is what meets the full disk (a logger meeting it
@@ -170,6 +202,12 @@ def test_a_disk_that_fills_up_during_a_save_keeps_the_previous_checkpoint_and_sa
     )
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 4  # the step-4 save, whole
     assert not [p.name for p in last.parent.iterdir() if "partial" in p.name]
+    code, errors = in_process(project, "export", str(runs / "tiny"), str(small_disk / "hf"), capsys=capsys)
+    assert code == 2 and errors == [
+        f"error: export: writing '{small_disk / 'hf'}' failed (no space left on device); nothing was left there: "
+        "free space or choose another output directory"
+    ]
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "runs"]
     filler.unlink()  # space freed
     resumed = run(*args, "--ckpt_path", "last", cwd=project)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

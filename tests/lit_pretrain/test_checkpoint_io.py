@@ -4,6 +4,7 @@ it was, and every run gets it."""
 from __future__ import annotations
 
 import builtins
+import errno
 import os
 from pathlib import Path
 
@@ -73,17 +74,21 @@ class ShardWriter(ModelParallelStrategy):
     given, like DCP writes one file per rank; ``die_after`` entries it raises (a kill in the middle)."""
 
     die_after: int | None = None
+    dies_of: BaseException = KeyboardInterrupt("killed in the middle of the save")
 
     def save_checkpoint(self, checkpoint, filepath, storage_options=None) -> None:
         path = Path(filepath)
         path.mkdir(parents=True, exist_ok=True)
         for index, (key, value) in enumerate(checkpoint.items()):
             if index == self.die_after:
-                raise KeyboardInterrupt("killed in the middle of the save")
+                raise self.dies_of
             (path / key).write_text(str(value))
 
     def broadcast(self, obj, src=0):
         return obj
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        return decision
 
     def barrier(self, name=None) -> None:
         pass
@@ -110,6 +115,23 @@ def test_a_sharded_save_killed_half_way_leaves_the_previous_directory_whole(tmp_
     strategy.save_checkpoint({"shard_0": 3, "shard_1": 3, "meta": 3}, last)
     assert contents(last) == {"meta": "3", "shard_0": "3", "shard_1": "3"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # the dead save's partial is gone
+
+
+def test_a_full_disk_during_a_sharded_save_is_one_line_and_leaves_the_previous_directory(tmp_path):
+    """As torch.distributed.checkpoint reports it: a CheckpointException (a BaseException) whose failures map each
+    rank to (exception, traceback)."""
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    strategy = ShardWriter()
+    make_saves_atomic(strategy)
+    last = tmp_path / "last.ckpt"
+    strategy.save_checkpoint({"shard_0": 1, "shard_1": 1, "meta": 1}, last)
+    strategy.die_after = 1
+    strategy.dies_of = CheckpointException("write", {1: (OSError(errno.ENOSPC, "No space left on device"), [])})
+    with pytest.raises(NoSpaceLeft, match=rf"^no space left on device: saving '{last}' failed"):
+        strategy.save_checkpoint({"shard_0": 2, "shard_1": 2, "meta": 2}, last)
+    assert contents(last) == {"meta": "1", "shard_0": "1", "shard_1": "1"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # the partial shards are removed
 
 
 def test_a_kill_between_the_two_renames_is_undone_before_a_resume(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ takeover after a SIGKILL in ``tests/e2e/test_cli.py``."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -70,3 +71,23 @@ def test_abandoning_leaves_the_directory_as_it_was(tmp_path):
     lock.acquire()
     lock.abandon()
     assert (used / LOCK_FILE).read_bytes() == before and sorted(p.name for p in used.iterdir()) == [LOCK_FILE]
+
+
+FORK = (
+    "import os, sys, time; from lit_pretrain.run_lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+    "child = os.fork()\nif child == 0:\n    time.sleep(600)\nprint(child, flush=True); time.sleep(600)"
+)
+
+
+def test_a_forked_child_outliving_a_killed_run_does_not_keep_its_directory_locked(tmp_path):
+    """A DataLoader worker or a data_prep pool process shares the lock's open file; it closes its copy."""
+    process = subprocess.Popen([sys.executable, "-c", FORK, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    child = int(process.stdout.readline())
+    try:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        lock = RunLock(tmp_path)
+        lock.acquire()  # the child still runs, and does not hold the lock
+        lock.release()
+    finally:
+        os.kill(child, signal.SIGKILL)

@@ -106,32 +106,54 @@ def test_ids_beyond_the_vocabulary_stop_at_the_batch_that_holds_them_naming_the_
 
 def _rank(rank: int, world: int, directory: str, port: int, results) -> None:
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    hashed = []
+    real = verify_module.sha256_file
+    verify_module.sha256_file = lambda path: hashed.append(Path(path).name) or real(path)
     data = data_module(Path(directory))
     data.trainer = SimpleNamespace(global_rank=rank, local_rank=rank, world_size=world)
     try:
         data.verify_dataset(collective=True)
-        results.put((rank, None))
+        results.put((rank, None, len(hashed)))
     except ConfigError as error:
-        results.put((rank, str(error)))
+        results.put((rank, str(error), len(hashed)))
     finally:
         torch.distributed.destroy_process_group()
 
 
-def test_every_rank_stops_on_what_rank_zero_alone_hashed(dataset):
-    """Only global rank 0 hashes; rank 1 learns its verdict in the collective and stops with the same line."""
-    overwrite(dataset / "train_00000.bin", 2 * 5, np.array([9], dtype=np.uint16))
-    context = torch.multiprocessing.get_context("fork")  # the children inherit the imports: seconds, not tens
-    results = context.Queue()
+def run_two_ranks(dataset: Path) -> dict[int, tuple[str | None, int]]:
+    """rank -> (its error or None, how many files it hashed), each rank a forked process joined by gloo."""
     import socket
 
+    context = torch.multiprocessing.get_context("fork")  # the children inherit the imports: seconds, not tens
+    results = context.Queue()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     processes = [context.Process(target=_rank, args=(r, 2, str(dataset), port, results)) for r in range(2)]
     for process in processes:
         process.start()
-    verdicts = dict(results.get(timeout=120) for _ in processes)
+    verdicts = {rank: (error, hashed) for rank, error, hashed in (results.get(timeout=120) for _ in processes)}
     for process in processes:
         process.join(timeout=60)
-    assert verdicts[0] is not None and "has SHA-256" in verdicts[0]
-    assert verdicts[1] == verdicts[0]
+    return verdicts
+
+
+def test_rank_zero_alone_hashes_and_every_rank_stops_on_its_verdict(dataset):
+    """Only global rank 0 reads the shards; rank 1 learns the verdict in the collective, passing or failing."""
+    verdicts = run_two_ranks(dataset)
+    assert verdicts[0][0] is None and verdicts[1] == (None, 0) and verdicts[0][1] == 3  # 2 shards + tokenizer
+    (dataset / VERIFIED_FILE).unlink()
+    overwrite(dataset / "train_00000.bin", 2 * 5, np.array([9], dtype=np.uint16))
+    verdicts = run_two_ranks(dataset)
+    assert verdicts[0][0] is not None and "has SHA-256" in verdicts[0][0]
+    assert verdicts[1] == (verdicts[0][0], 0)  # the same line, without reading a shard
+
+
+def test_a_rank_other_than_the_hashing_one_checks_sizes_only(dataset, monkeypatch):
+    hashed = []
+    monkeypatch.setattr(verify_module, "sha256_file", lambda path: hashed.append(path))
+    data_module(dataset).verify_dataset(rank=1)  # what the CLI passes on global rank 1 before fit
+    assert hashed == [] and not (dataset / VERIFIED_FILE).exists()
+    os.truncate(dataset / "val_00000.bin", 3)
+    with pytest.raises(ConfigError, match="not a whole number"):
+        data_module(dataset).verify_dataset(rank=1)
