@@ -186,3 +186,23 @@ def test_on_error_is_part_of_the_reading_fingerprint_and_piece_sizes_of_the_toke
         changed = fingerprints(tokenizer={key: 123})
         assert changed["documents"] == default["documents"] and changed["dedup"] == default["dedup"]
         assert changed["tokenizer"] != default["tokenizer"] and changed["shards"] != default["shards"]
+
+
+def test_a_broken_config_file_or_a_mistyped_key_is_one_line_naming_it(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sources: [a\ntokenizer:\n  vocab_size: 300\n")
+    with pytest.raises(SystemExit) as stopped:
+        main(["--config", str(broken)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert stopped.value.code == 2 and len(errors) == 1
+    assert errors[0].startswith(f"error: config file '{broken}' is not valid YAML (line 2, column ")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("clean:\n  min_charz: 3\n")
+    for arguments, expected in (
+        (["--config", str(typo)], "error: Group 'clean' does not accept option 'min_charz'; did you mean 'clean.min_chars'?"),
+        (["--tokenizer.vocab_sise", "300"], "error: unrecognized arguments: --tokenizer.vocab_sise 300; did you mean --tokenizer.vocab_size?"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as stopped:
+            main(arguments)
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert stopped.value.code == 2 and errors == [expected]
