@@ -3,10 +3,13 @@ the batches a run trains on (through ``recorder.BatchRecorder``, loaded by ``--c
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -19,28 +22,37 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "PYTHONUNBUFFERED": "1"}
 
 
-def run(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def run(*args: str, cwd: Path, timeout: int = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lit_pretrain", *args], cwd=cwd, env=environment(), capture_output=True, text=True,
-        timeout=timeout,
+        [sys.executable, "-m", "lit_pretrain", *args], cwd=cwd, env={**environment(), **(env or {})},
+        capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
 
-def in_process(project: Path, *args: str, capsys) -> tuple[int, list[str]]:
-    """(exit code, the ``error:`` lines) of ``python -m lit_pretrain *args`` run in this process (``capsys``:
-    pytest's capture of it), for refusals that stop before any training: a subprocess would only add its start-up."""
+def cli(project: Path, *args: str, capsys) -> subprocess.CompletedProcess:
+    """``python -m lit_pretrain *args`` run in this process (``capsys``: pytest's capture of it), as a
+    CompletedProcess (exit code, stdout, stderr): for commands that stop before any training, or only evaluate or
+    print, where a subprocess would only add its start-up time."""
     from lit_pretrain.cli import main
 
+    capsys.readouterr()  # what was printed before is not this command's
     cwd = Path.cwd()
     os.chdir(project)
     try:
         main(list(args))
         code = 0
     except SystemExit as exit:
-        code = exit.code
+        code = exit.code or 0
     finally:
         os.chdir(cwd)
-    return code, [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def in_process(project: Path, *args: str, capsys) -> tuple[int, list[str]]:
+    """(exit code, the ``error:`` lines) of :func:`cli`."""
+    result = cli(project, *args, capsys=capsys)
+    return result.returncode, [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -72,9 +84,31 @@ def recorder_config(
     return callbacks_config(directory, name, ("BatchRecorder", init_args), *others), record
 
 
-def make_project(directory: Path, corpus: Path, objective: str = "clm") -> Path:
+_PREPARED: dict[str, Path] = {}  # prep.yaml's text -> its dataset, prepared once per test session
+
+
+def prepare_data(project: Path) -> Path:
+    """The project's ``data/small`` as its ``prep.yaml`` makes it: prepared in this process the first time a
+    session meets that exact ``prep.yaml``, copied afterwards (each e2e module would otherwise spend its first
+    ``fit`` preparing the same corpus again; ``test_cli`` keeps one that prepares through ``fit``)."""
+    text = (project / "prep.yaml").read_text()
+    if text not in _PREPARED:
+        from data_prep.config import DataPrepConfig
+        from data_prep.pipeline import prepare
+
+        cache = Path(tempfile.mkdtemp(prefix="lit-pretrain-tests-")) / "small"
+        atexit.register(shutil.rmtree, cache.parent, True)
+        prepare(DataPrepConfig.from_dict({**yaml.safe_load(text), "output_dir": str(cache)}), show_progress=False)
+        _PREPARED[text] = cache
+    target = project / "data" / "small"
+    shutil.copytree(_PREPARED[text], target, ignore=shutil.ignore_patterns("work", "verified.json"))
+    return target
+
+
+def make_project(directory: Path, corpus: Path, objective: str = "clm", prepared: bool = True) -> Path:
     """A project directory holding ``prep.yaml`` (the quickstart's data_prep config over ``corpus``, vocab 512)
-    and ``tiny.yaml`` (the quickstart's training config shrunk to a tiny model, 40 steps)."""
+    and ``tiny.yaml`` (the quickstart's training config shrunk to a tiny model, 40 steps); with ``prepared``, the
+    dataset ``data/small`` too (:func:`prepare_data`), else the first ``fit`` prepares it."""
     mlm = objective == "mlm"
     prep = yaml.safe_load((REPO / f"configs/data/{'stdlib-mlm' if mlm else 'stdlib'}.yaml").read_text())
     prep.update(sources=[str(corpus)], output_dir="data/small")
@@ -93,6 +127,8 @@ def make_project(directory: Path, corpus: Path, objective: str = "clm") -> Path:
     if not mlm:
         config["sample"].update(max_new_tokens=16)
     (directory / "tiny.yaml").write_text(yaml.safe_dump(config))
+    if prepared:
+        prepare_data(directory)
     return directory
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.helpers import REPO, in_process, kill_and_resume, make_project, run, scalars
+from tests.e2e.helpers import REPO, cli, in_process, kill_and_resume, make_project, run, scalars
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, stdlib_corpus) -> Path:
     """A project directory with a tiny-model config whose data_prep config points at a small corpus."""
-    return make_project(tmp_path_factory.mktemp("project"), stdlib_corpus)
+    return make_project(tmp_path_factory.mktemp("project"), stdlib_corpus, prepared=False)  # fit prepares it
 
 
 def test_fit_prepares_data_trains_logs_checkpoints_and_samples(workdir):
@@ -37,30 +37,19 @@ def test_fit_prepares_data_trains_logs_checkpoints_and_samples(workdir):
     assert "val/bpb" in result.stdout
 
 
-def test_overrides_print_config_and_help(workdir):
-    result = run(
-        "fit",
-        "--config",
-        "tiny.yaml",
-        "--trainer.max_steps",
-        "7",
-        "--data.batch_size",
-        "4",
-        "--model.config",
-        '{"n_layer": 1}',
-        "--checkpoint.every_n_train_steps",
-        "3",
-        "--print_config",
-        cwd=workdir,
-    )
+def test_overrides_print_config_and_help(workdir, capsys):
+    # In this process: printing a config or the help trains nothing, so a subprocess would only add its start-up.
+    overrides = ["--trainer.max_steps", "7", "--data.batch_size", "4", "--model.config", '{"n_layer": 1}',
+                 "--checkpoint.every_n_train_steps", "3"]  # fmt: skip
+    result = cli(workdir, "fit", "--config", "tiny.yaml", *overrides, "--print_config", capsys=capsys)
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout)
     assert printed["trainer"]["max_steps"] == 7 and printed["data"]["batch_size"] == 4
     assert printed["model"]["config"] == {"n_layer": 1} and printed["checkpoint"]["every_n_train_steps"] == 3
-    help_text = run("fit", "--help", cwd=workdir).stdout
+    help_text = cli(workdir, "fit", "--help", capsys=capsys).stdout
     for flag in ("--checkpoint.dirpath", "--checkpoint.save_last", "--data.seq_len", "--model.preset", "--ckpt_path"):
         assert flag in help_text
-    top = run("--help", cwd=workdir).stdout
+    top = cli(workdir, "--help", capsys=capsys).stdout
     assert all(command in top for command in ("fit", "validate", "test"))
 
 
@@ -104,7 +93,7 @@ def test_bad_configuration_fails_with_one_line(workdir, args, culprit, capsys):
     assert code != 0 and len(errors) == 1 and culprit in errors[0], errors
 
 
-def test_empty_corpus_fails_cleanly_and_writes_nothing(workdir, tmp_path):
+def test_empty_corpus_fails_cleanly_and_writes_nothing(workdir, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     for name in ("blank.py", "also_blank.py"):  # two inputs: one alone is refused before reading (test_pipeline)
@@ -112,26 +101,17 @@ def test_empty_corpus_fails_cleanly_and_writes_nothing(workdir, tmp_path):
     prep = yaml.safe_load((workdir / "prep.yaml").read_text())
     prep["sources"] = [str(empty)]
     (tmp_path / "prep.yaml").write_text(yaml.safe_dump(prep))
-    result = run(
-        "fit",
-        "--config",
-        str(workdir / "tiny.yaml"),
-        "--data.dataset_dir",
-        str(tmp_path / "out"),
-        "--data.prepare_config",
-        str(tmp_path / "prep.yaml"),
-        cwd=workdir,
-    )
-    assert result.returncode != 0
-    assert "error: no documents left" in result.stderr and "Traceback" not in result.stderr
+    data = ["--data.dataset_dir", str(tmp_path / "out"), "--data.prepare_config", str(tmp_path / "prep.yaml")]
+    code, errors = in_process(workdir, "fit", "--config", str(workdir / "tiny.yaml"), *data, capsys=capsys)
+    assert code == 2 and len(errors) == 1 and errors[0].startswith("error: no documents left"), errors
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
-def test_validate_and_test_subcommands_evaluate_the_last_checkpoint(workdir):
+def test_validate_and_test_subcommands_evaluate_the_last_checkpoint(workdir, capsys):
     if not (workdir / "runs/tiny/checkpoints/last.ckpt").is_file():
         assert run("fit", "--config", "tiny.yaml", cwd=workdir).returncode == 0
-    for command, metric in (("validate", "val/bpb"), ("test", "test/bpb")):
-        result = run(command, "--config", "tiny.yaml", "--ckpt_path", "last", cwd=workdir)
+    for command, metric in (("validate", "val/bpb"), ("test", "test/bpb")):  # in this process: evaluation only
+        result = cli(workdir, command, "--config", "tiny.yaml", "--ckpt_path", "last", capsys=capsys)
         assert result.returncode == 0, result.stderr[-3000:]
         assert metric in result.stdout
 

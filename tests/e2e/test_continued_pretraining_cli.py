@@ -24,7 +24,7 @@ def test_fit_and_validate_from_a_local_hugging_face_directory(tmp_path, stdlib_c
     for path in (prepared_dataset / "hf_tokenizer").iterdir():  # the model's own tokenizer, beside its weights
         shutil.copy(path, directory / path.name)
     (tmp_path / "project").mkdir()
-    project = make_project(tmp_path / "project", stdlib_corpus)
+    project = make_project(tmp_path / "project", stdlib_corpus, prepared=False)
     prep = yaml.safe_load((project / "prep.yaml").read_text())
     prep["tokenizer"]["pretrained"] = str(directory)
     (project / "prep.yaml").write_text(yaml.safe_dump(prep))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.e2e.helpers import make_project, run
+from tests.e2e.helpers import in_process, make_project, run
 
 
 @pytest.fixture(scope="module", params=["clm", "mlm"])
@@ -66,19 +66,20 @@ def test_the_pipeline_runs_on_the_export(exported):
         assert len(predictions) == 3 and all(0 <= p["score"] <= 1 for p in predictions)
 
 
-def test_bad_exports_are_one_line_and_write_nothing(exported, tmp_path):
+def test_bad_exports_are_one_line_and_write_nothing(exported, tmp_path, capsys):
+    # In this process: each is refused before anything is written, so a subprocess would only add its start-up.
     _, project, out = exported
-    result = run("export", "runs/tiny", str(out), cwd=project)  # exists, not empty
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: export: '{out}' exists and is not empty; give a new "
-                                                  "directory or remove it"]  # fmt: skip
+    code, errors = in_process(project, "export", "runs/tiny", str(out), capsys=capsys)  # exists, not empty
+    assert code == 2 and errors == [
+        f"error: export: '{out}' exists and is not empty; give a new directory or remove it"
+    ]
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes((project / "runs/tiny/checkpoints/last.ckpt").read_bytes()[:5000])
-    result = run("export", str(truncated), str(tmp_path / "x"), cwd=project)
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert result.stderr.startswith(f"error: export: '{truncated}' cannot be loaded as a checkpoint")
-    result = run("export", str(tmp_path / "nothing"), str(tmp_path / "y"), cwd=project)
-    assert result.returncode == 2 and "does not exist" in result.stderr
+    code, errors = in_process(project, "export", str(truncated), str(tmp_path / "x"), capsys=capsys)
+    assert code == 2 and len(errors) == 1
+    assert errors[0].startswith(f"error: export: '{truncated}' cannot be loaded as a checkpoint")
+    code, errors = in_process(project, "export", str(tmp_path / "nothing"), str(tmp_path / "y"), capsys=capsys)
+    assert code == 2 and len(errors) == 1 and "does not exist" in errors[0]
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     assert not list(tmp_path.glob(".*partial*")) and not list(project.glob(".*partial*"))
 

@@ -76,7 +76,7 @@ def test_mlm_resume_after_a_kill_sees_the_same_windows_masks_and_losses(mlm_proj
 
 
 def test_mlm_with_a_tokenizer_without_mask_token_fails_before_any_work(mlm_project, tmp_path, stdlib_corpus):
-    clm_project = make_project(tmp_path, stdlib_corpus)  # a causal-LM tokenizer: end of text only
+    clm_project = make_project(tmp_path, stdlib_corpus, prepared=False)  # a causal-LM tokenizer: end of text only
     result = run(
         "fit", "--config", "tiny.yaml", "--model.objective", "mlm", "--model.preset", "bert-tiny", cwd=clm_project
     )

@@ -22,7 +22,16 @@ import pytest
 import yaml
 
 from tests.conftest import copy_stdlib_corpus
-from tests.e2e.helpers import REPO, environment, make_project, read_records, recorder_config, run
+from tests.e2e.helpers import (
+    REPO,
+    environment,
+    in_process,
+    make_project,
+    prepare_data,
+    read_records,
+    recorder_config,
+    run,
+)
 
 DDP = ["--config", str(REPO / "configs/strategy/ddp.yaml"), "--trainer.devices", "2", "--data.batch_size", "8"]
 FSDP = ["--config", str(REPO / "configs/strategy/fsdp.yaml"), "--trainer.devices", "2", "--data.batch_size", "8"]
@@ -63,10 +72,11 @@ def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("resume")
     corpus = copy_stdlib_corpus(root / "corpus", packages=("json", "http"))
     (root / "project").mkdir()
-    project = make_project(root / "project", corpus)
+    project = make_project(root / "project", corpus, prepared=False)
     prep = yaml.safe_load((project / "prep.yaml").read_text())
     prep["split"]["val_fraction"] = 0.3  # ten files: three for validation
     (project / "prep.yaml").write_text(yaml.safe_dump(prep))
+    prepare_data(project)
     return project
 
 
@@ -95,7 +105,9 @@ def test_one_process_resumes_bit_identically_across_an_epoch_boundary(project, r
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_resume_exactly_and_so_does_one_process_from_their_checkpoint(project, reference, strategy):
+def test_two_processes_resume_exactly_and_so_does_one_process_from_their_checkpoint(
+    project, reference, strategy, capsys
+):
     args = DDP if strategy == "ddp" else FSDP
     killed = by_step(fit(project, strategy, *args, kill_at=KILL_AT))
     assert list(killed) == list(range(1, KILL_AT + 1))
@@ -108,39 +120,38 @@ def test_two_processes_resume_exactly_and_so_does_one_process_from_their_checkpo
     # The same checkpoint resumed by one process taking the 16 windows of a step alone (FSDP2 reshards the
     # two-rank checkpoint onto one rank): the global sample position is kept.
     one = args[:2] + ["--trainer.devices", "1"] if strategy == "fsdp" else []
-    wrong = run("fit", *COMMON, *one, "--data.batch_size", "8", "--trainer.logger.init_args.name",
-                f"{strategy}-to-one", "--ckpt_path", "last", cwd=project)  # fmt: skip
-    errors = [line for line in wrong.stderr.splitlines() if line.startswith("error:")]
-    assert wrong.returncode == 2 and errors == [
+    code, errors = in_process(project, "fit", *COMMON, *one, "--data.batch_size", "8", "--trainer.logger.init_args.name",
+                              f"{strategy}-to-one", "--ckpt_path", "last", capsys=capsys)  # fmt: skip
+    assert code == 2 and errors == [
         "error: --ckpt_path: the checkpoint was written with 2 process(es) x batch_size 8 x accumulation 1 and this "
         "run takes 1 process(es) x batch_size 8 x accumulation 1; resume with batch_size x processes = 16 and "
         "accumulation 1 (here: --data.batch_size 16), or start a new run"
-    ], wrong.stderr[-3000:]
+    ]
     resumed_alone = by_step(fit(project, f"{strategy}-to-one", *one, "--data.batch_size", "16", resume=True))
     assert_continues(resumed_alone, reference, **TOLERANCE)
 
 
-def one_error(result: subprocess.CompletedProcess) -> str:
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    return errors[0]
-
-
-def test_a_truncated_or_another_models_checkpoint_is_refused_with_one_line(project, reference):
+def test_a_truncated_or_another_models_checkpoint_is_refused_with_one_line(project, reference, capsys):
+    # In this process: each is refused before any work, so a subprocess would only add its start-up time.
     source = project / "runs/reference/checkpoints/last.ckpt"
     truncated = project / "truncated.ckpt"
     truncated.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
     base = [*COMMON, "--data.batch_size", "16", "--trainer.logger.init_args.name", "refused"]
-    error = one_error(run("fit", *base, "--ckpt_path", str(truncated), cwd=project))
+
+    def one_error(*args: str) -> str:
+        code, errors = in_process(project, *args, capsys=capsys)
+        assert code == 2 and len(errors) == 1, errors
+        return errors[0]
+
+    error = one_error("fit", *base, "--ckpt_path", str(truncated))
     assert error.startswith(f"error: --ckpt_path '{truncated}' cannot be loaded (") and "truncated or corrupt" in error
-    error = one_error(run("fit", *base, "--model.config", "{n_layer: 3}", "--ckpt_path", str(source), cwd=project))
+    error = one_error("fit", *base, "--model.config", "{n_layer: 3}", "--ckpt_path", str(source))
     assert error.startswith(f"error: --ckpt_path '{source}' was written by another model than this config builds: ")
     assert "'model.transformer.h.2." in error  # the third block, which the checkpoint lacks
-    error = one_error(run("fit", *base, "--model.config", "{n_embd: 96}", "--ckpt_path", str(source), cwd=project))
+    error = one_error("fit", *base, "--model.config", "{n_embd: 96}", "--ckpt_path", str(source))
     assert "is [512, 64] there and [512, 96] here" in error  # the head and the token embedding
-    assert not (project / "runs/refused/checkpoints").exists()  # nothing trained, nothing written
-    error = one_error(run("validate", *base, "--trainer.logger.init_args.name", "none", "--ckpt_path", "last",
-                          cwd=project))  # fmt: skip
+    assert not (project / "runs/refused").exists()  # nothing trained, nothing written, no lock left behind
+    error = one_error("validate", *base, "--trainer.logger.init_args.name", "none", "--ckpt_path", "last")
     assert (
         error == "error: --ckpt_path last: no checkpoint in runs/none/checkpoints; run fit first or name a checkpoint"
     )
