@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sysconfig
 from pathlib import Path
 
-import lightning as L
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # The suite runs as two pytest workers on the 2-core CI machine: one thread each (and in the subprocesses and
+    # notebook kernels they start), set before torch is imported. Two processes each spinning two OpenMP threads on
+    # two cores made CPU-bound tests up to ten times slower (a notebook: 16 s alone, 157 s beside another worker).
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+
+import lightning as L  # noqa: E402
 import pytest
 
 from data_prep.config import DataPrepConfig, SplitConfig, TokenizerConfig

@@ -22,6 +22,15 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "PYTHONUNBUFFERED": "1"}
 
 
+def free_port() -> int:
+    """A port nobody listens on now: test files run in parallel (pytest-xdist), so a fixed MASTER_PORT can clash."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run(*args: str, cwd: Path, timeout: int = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "lit_pretrain", *args], cwd=cwd, env={**environment(), **(env or {})},

@@ -94,11 +94,11 @@ def test_a_deepspeed_zero_checkpoint_exports_to_the_model_deepspeed_trained(stag
 
     from transformers import AutoModelForCausalLM
 
-    from tests.e2e.helpers import HERE, environment
+    from tests.e2e.helpers import HERE, environment, free_port
 
     checkpoint = tmp_path / "last.ckpt"
     made = subprocess.run([sys.executable, str(HERE / "deepspeed_checkpoint.py"), str(stage), str(checkpoint)],
-                          env={**environment(), "MASTER_PORT": str(29500 + stage)}, capture_output=True, text=True,
+                          env={**environment(), "MASTER_PORT": str(free_port())}, capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     if made.returncode != 0 and "Error building extension" in made.stderr:
         pytest.skip("DeepSpeed cannot build its CPU communication op here (no C++ compiler)")

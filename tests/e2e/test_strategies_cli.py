@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from tests.e2e.helpers import REPO, in_process, make_project, run, scalars
+from tests.e2e.helpers import REPO, free_port, in_process, make_project, run, scalars
 
 DDP = ["--config", str(REPO / "configs/strategy/ddp.yaml"), "--trainer.devices", "2"]
 FSDP = ["--config", str(REPO / "configs/strategy/fsdp.yaml"), "--trainer.devices", "2"]
@@ -204,14 +204,6 @@ def test_what_cannot_run_here_stops_with_one_line_before_any_work(tmp_path, stdl
     code, errors = in_process(project, "fit", "--config", "tiny.yaml", *args, capsys=capsys)
     assert code == 2 and len(errors) == 1 and errors[0].startswith(message), errors
     assert not (project / "data").exists() and not (project / "runs").exists()  # nothing prepared, no run dir
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_nodes_started_by_torchrun_give_one_process_losses(runs):

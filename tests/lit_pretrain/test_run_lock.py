@@ -73,9 +73,11 @@ def test_abandoning_leaves_the_directory_as_it_was(tmp_path):
     assert (used / LOCK_FILE).read_bytes() == before and sorted(p.name for p in used.iterdir()) == [LOCK_FILE]
 
 
+# The child prints its PID once fork() has returned in it, that is after the at-fork hooks ran: the test then knows
+# the child has done whatever it does with the lock (printed by the parent, the PID could come before the hook ran).
 FORK = (
     "import os, sys, time; from lit_pretrain.run_lock import RunLock; RunLock(sys.argv[1]).acquire(); "
-    "child = os.fork()\nif child == 0:\n    time.sleep(600)\nprint(child, flush=True); time.sleep(600)"
+    "child = os.fork()\nif child == 0:\n    print(os.getpid(), flush=True)\ntime.sleep(600)"
 )
 
 
