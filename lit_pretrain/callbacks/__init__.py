@@ -1,6 +1,7 @@
 """Callbacks observe a run; each file holds one."""
 
 from lit_pretrain.callbacks.checkpoint import PretrainCheckpoint
+from lit_pretrain.callbacks.early_stopping import PretrainEarlyStopping
 from lit_pretrain.callbacks.grad_norm import GradientNorm
 from lit_pretrain.callbacks.preemption import Preemption
 from lit_pretrain.callbacks.progress import PretrainProgressBar
@@ -14,6 +15,7 @@ __all__ = [
     "LossNotFinite",
     "Preemption",
     "PretrainCheckpoint",
+    "PretrainEarlyStopping",
     "PretrainProgressBar",
     "StabilityGuard",
     "Throughput",
