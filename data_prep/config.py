@@ -27,7 +27,9 @@ class DataPrepConfig:
 
     sources: list[str] = field(default_factory=list)
     """Files, directories (searched recursively) or glob patterns. ``{stdlib}`` expands to the Python standard
-    library's directory (found with ``sysconfig``)."""
+    library's directory (found with ``sysconfig``). ``{python_prose}`` is built-in English prose: the installed
+    packages' long descriptions and the ``pydoc_data`` topics (``{python_prose}/package_descriptions``,
+    ``{python_prose}/pydoc_topics`` for one of them)."""
     output_dir: str = "data/prepared"
     """Where ``manifest.json``, ``tokenizer.json`` and the shards are written."""
     num_workers: int = 0

@@ -29,6 +29,7 @@ from data_prep.dedup.stage import DUPLICATES_FILE, run_dedup_stage
 from data_prep.documents import DocumentsFile, run_documents_stage
 from data_prep.engines import make_engine
 from data_prep.errors import DataPrepError, DiskFullError, disk_full_error
+from data_prep.read import python_prose
 from data_prep.read.sources import Input, list_files, split_into_parts
 from data_prep.report import Report
 from data_prep.split import TRAIN, VAL, check_fractions, missing_splits
@@ -88,7 +89,10 @@ def _stage_fingerprints(config: DataPrepConfig, inputs: list[Input]) -> dict:
 
 
 def _input_identity(item: Input) -> list:
-    """Path, size and modification time of the input (of every file inside it, for a directory input)."""
+    """Path, size and modification time of the input (of every file inside it, for a directory input); for a
+    part of the built-in prose source, a hash of its texts (installing a package changes it)."""
+    if item.kind == "python_prose":
+        return [item.path, python_prose.identity(item.path)]
     return _input_identity_of_path(Path(item.path))
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from data_prep.errors import DataPrepError
+from data_prep.read import python_prose
 from data_prep.read.compression import STREAM_BUFFER_BYTES, open_input, require_module
 from data_prep.read.json_array import JsonRecords, restore
 from data_prep.read.sources import HF_PREFIX, Document, Input, ReadConfig, ReadStats, is_saved_dataset
@@ -42,6 +43,7 @@ def read_input(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Docu
         "parquet": _read_parquet,
         "warc": _read_warc,
         "hf_dataset": _read_hf_dataset,
+        "python_prose": _read_python_prose,
     }
     if item.kind not in readers:
         raise DataPrepError(f"input '{item.path}' has unknown kind '{item.kind}'; expected one of {sorted(readers)}")
@@ -305,6 +307,13 @@ def _read_hf_dataset(item: Input, read: ReadConfig, stats: ReadStats) -> Iterato
         if text is not None:
             stats.bytes += len(text.encode("utf-8", "surrogatepass"))
             yield Document(text=text, source=path, position=row)
+
+
+def _read_python_prose(item: Input, read: ReadConfig, stats: ReadStats) -> Iterator[Document]:
+    """The built-in prose source's part ``item.path`` (:mod:`data_prep.read.python_prose`)."""
+    for position, (_, text) in enumerate(python_prose.documents(item.path)):
+        stats.bytes += len(text.encode("utf-8", "surrogatepass"))
+        yield Document(text=text, source=item.path, position=position)
 
 
 HTML_CONTENT_TYPES = ("text/html", "application/xhtml+xml")

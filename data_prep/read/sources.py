@@ -23,6 +23,8 @@ saved ``datasets`` directory,  hf_dataset   row (column ``read.text_field``)    
 anything else                  text         file (``read.split_documents:         0 for a whole file; paragraph
                                             file``) or blank-line separated       index, 0-based
                                             paragraph (``paragraph``)
+``{python_prose}``,            python_prose installed package's long description  index in the part's sorted
+``{python_prose}/PART``                     or ``pydoc_data`` topic               order, 0-based
 ============================== ============ ===================================== ==============================
 
 A directory holding a dataset saved with ``Dataset.save_to_disk`` (``state.json`` + ``dataset_info.json``) or
@@ -30,6 +32,10 @@ A directory holding a dataset saved with ``Dataset.save_to_disk`` (``state.json`
 ``hf:NAME`` loads ``datasets.load_dataset(NAME, read.hf_config, split=read.hf_split, streaming=True)`` (this
 needs the network); ``hf:PATH`` with an existing local directory loads it with ``load_from_disk`` when it is a
 saved dataset, else with ``load_dataset(PATH, streaming=True)`` (a folder of data files).
+
+``{python_prose}`` is a built-in source of English prose (see :mod:`data_prep.read.python_prose`): two inputs,
+``{python_prose}/package_descriptions`` and ``{python_prose}/pydoc_topics``, each also a source alone; the
+``read.include``/``exclude``/``split_documents`` keys do not apply to it.
 
 Streaming: every reader holds a bounded amount in memory whatever the size of the input (JSON Lines and
 paragraphs line by line through the decompressor, JSON arrays record by record with ijson (see
@@ -60,8 +66,9 @@ from pathlib import Path
 from typing import Literal
 
 from data_prep.errors import DataPrepError
+from data_prep.read import python_prose
 
-InputKind = Literal["text", "jsonl", "json", "parquet", "warc", "hf_dataset"]
+InputKind = Literal["text", "jsonl", "json", "parquet", "warc", "hf_dataset", "python_prose"]
 SPLIT_MODES = ("file", "paragraph")
 ON_ERROR = ("fail", "skip")
 # Bad records of one input named (where and why) in its stats; the rest are only counted.
@@ -127,7 +134,7 @@ class Document:
 
     text: str
     source: str
-    """The input's path (``Input.path``): the file, the dataset directory, or ``hf:NAME``."""
+    """The input's path (``Input.path``): the file, the dataset directory, ``hf:NAME`` or ``{python_prose}/PART``."""
     position: int
     url: str | None = None
     """WARC only: the page's ``WARC-Target-URI``."""
@@ -169,7 +176,8 @@ class Input:
     """Stable across runs and unique among inputs, safe in a file name: ``<name>-<12 hex digits of a hash of the
     absolute path (or of the hf:NAME source)>``."""
     path: str
-    """Path of the file or dataset directory, or ``hf:NAME`` for a hub dataset."""
+    """Path of the file or dataset directory, ``hf:NAME`` for a hub dataset, ``{python_prose}/PART`` for a part of
+    the built-in prose source."""
     kind: InputKind
     compression: str | None = None
     """``gzip``, ``zstd``, ``bzip2``, ``xz`` or ``None``."""
@@ -277,6 +285,9 @@ def _row_group_parts(item: Input, part_bytes: int) -> list[Input]:
 
 def _inputs_of_source(raw: str, read: ReadConfig) -> list[Input]:
     source = expand_variables(raw)
+    prose = python_prose.part_paths(source)
+    if prose is not None:
+        return [Input(id=_input_id(path), path=path, kind="python_prose") for path in prose]
     if source.startswith(HF_PREFIX):
         return [_hf_input(raw, source[len(HF_PREFIX) :])]
     path = Path(source)

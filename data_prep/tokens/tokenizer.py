@@ -345,6 +345,9 @@ def _build(config: TokenizerConfig, directory: Path, training_texts, show_progre
             end_of_text_id(tokenizer, config)  # fail now, naming the token, rather than after saving
             if hf_tokenizer is None:  # a bare tokenizer.json: give it the roles of its kind
                 save_tokenizer(tokenizer, tmp, config.end_of_text, config.kind)
+                # Its bytes as they are, not as this tokenizers version serialises them: datasets prepared with one
+                # tokenizer file share its SHA-256 (what a mixture of datasets checks), and the ids are the same.
+                shutil.copyfile(Path(config.pretrained).expanduser(), tmp / TOKENIZER_FILE)
             else:  # keep the directory's own special tokens and settings
                 tokenizer.save(str(tmp / TOKENIZER_FILE))
                 hf_tokenizer.save_pretrained(str(tmp / HF_TOKENIZER_DIR))
