@@ -17,10 +17,13 @@ module's and data module's keys it always has:
 * ``stability``: :class:`StabilityGuard` (stop on a NaN/Inf loss before it reaches the weights, warn about or
   skip loss spikes);
 * ``preemption``: :class:`Preemption` (SIGTERM / SIGUSR1: save ``last`` after the current step and stop);
+* ``early_stopping``: :class:`PretrainEarlyStopping` (off by default: stop when ``val/loss`` has not improved by
+  ``min_delta`` for ``patience`` validations; a resume of a stopped run takes no further step);
 * ``progress_bar``: :class:`PretrainProgressBar` (loss, ppl, lr, tokens/s; left out with
   ``--trainer.enable_progress_bar false`` or when ``trainer.callbacks`` brings its own progress bar);
-* links ``data.seq_len -> model.seq_len``, ``data.vocab_size -> model.vocab_size`` and
-  ``data.token_ids -> model.token_ids`` (the tokenizer's special ids).
+* links ``data.seq_len -> model.seq_len``, ``data.vocab_size -> model.vocab_size``,
+  ``data.token_ids -> model.token_ids`` (the tokenizer's special ids) and ``data.description ->
+  model.data_description`` (:class:`DataDescription`: everything else the module knows of the data).
 
 The run directory is the TensorBoard logger's ``save_dir/name`` (a fixed ``version: ""``), so a restart with
 the same config logs, checkpoints and saves ``config.yaml`` into the same place.
@@ -39,13 +42,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from data_prep.cli_errors import OneLineErrors
 from data_prep.errors import DataPrepError, DiskFullError
-from data_prep.tokens.shards import MANIFEST_FILE
 from lit_pretrain.callbacks import (
     GenerateSample,
     GradientNorm,
     LossNotFinite,
     Preemption,
     PretrainCheckpoint,
+    PretrainEarlyStopping,
     PretrainProgressBar,
     StabilityGuard,
     Throughput,
@@ -86,11 +89,15 @@ class PretrainCLI(LightningCLI):
         parser.add_lightning_class_args(StabilityGuard, "stability")
         parser.add_lightning_class_args(PretrainProgressBar, "progress_bar")
         parser.add_lightning_class_args(Preemption, "preemption")
+        parser.add_lightning_class_args(PretrainEarlyStopping, "early_stopping")
         parser.link_arguments("data.seq_len", "model.seq_len")
         # The data module knows its vocabulary size and special-token ids in __init__ (from the manifest or the
         # data_prep config), so the model config, the objective and the sampler all get the tokenizer's own ids.
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.token_ids", "model.token_ids", apply_on="instantiate")
+        # Everything else the module, its callbacks and export need to know of the data (tokenizer, bytes per token
+        # per split and source, the mixture's sources): one description, completed in the data module's setup.
+        parser.link_arguments("data.description", "model.data_description", apply_on="instantiate")
 
     def _parse_ckpt_path(self) -> None:
         """Lightning 2.6 replaces the ``model`` config with a ``--ckpt_path`` file's hyperparameters at parse time
@@ -172,7 +179,7 @@ class PretrainCLI(LightningCLI):
         """The shards against their manifest, before the run directory is touched (``data.verify``); a dataset not
         prepared yet is checked in ``setup``, after it is prepared."""
         data = self.datamodule
-        if hasattr(data, "verify_dataset") and (data.dataset_dir / MANIFEST_FILE).is_file():
+        if hasattr(data, "verify_dataset") and data.prepared:
             try:
                 data.verify_dataset(rank=data.hashing_rank(self.trainer))
             except DataPrepError as error:

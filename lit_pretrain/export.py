@@ -124,7 +124,7 @@ def model_from_checkpoint(checkpoint: dict, path: Path):
     if isinstance(checkpoint["state_dict"], Path):
         load_sharded_weights(module, checkpoint["state_dict"])
         module.model.eval()
-        return module, checkpoint.get("datamodule_hyper_parameters") or {}
+        return module, data_facts(checkpoint)
     prefix = "model."
     state = {
         key[len(prefix) :].replace("_orig_mod.", ""): value
@@ -138,7 +138,17 @@ def model_from_checkpoint(checkpoint: dict, path: Path):
             f"export: '{path}' does not match its own model config ({str(error).splitlines()[0]})"
         ) from None
     module.model.eval()
-    return module, checkpoint.get("datamodule_hyper_parameters") or {}
+    return module, data_facts(checkpoint)
+
+
+def data_facts(checkpoint: dict) -> dict:
+    """Where the checkpoint's run found its tokenizer: the data description it saved (``tokenizer_dataset``), or
+    for a checkpoint written before descriptions, its data module's ``dataset_dir``."""
+    description = checkpoint.get("data_description")
+    if isinstance(description, dict) and description.get("tokenizer_dataset"):
+        return {"dataset_dir": description["tokenizer_dataset"]}
+    hparams = checkpoint.get("datamodule_hyper_parameters") or {}
+    return {"dataset_dir": hparams.get("dataset_dir")}
 
 
 def tokenizer_directory(data_hparams: dict, dataset_dir: str | None) -> Path:

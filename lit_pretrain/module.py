@@ -9,7 +9,12 @@ token for MLM), ``val/ppl = exp(val/loss)`` and ``val/bpb = val/loss / ln 2 / by
 Logged names (one scheme for every logger): ``train/loss`` (the step's mean over the global batch), ``train/lr``,
 ``train/ppl`` and ``train/bpb`` (from the token-weighted mean loss of the logging window: the
 ``log_every_n_steps`` optimizer steps since the last write), ``val/loss``, ``val/ppl``, ``val/bpb`` and the same
-under ``test/`` (or the name of the split ``data.test_split`` evaluates).
+under ``test/`` (or the name of the split ``data.test_split`` evaluates). A mixture of sources also logs each
+source's ``val/<name>/loss``, ``/ppl`` and ``/bpb`` (its own validation split, its own bytes per token; the overall
+``val/*`` are token-weighted over all of them), ``train/phase`` and ``train/tokens_seen/<name>``.
+
+What the module knows of the data comes from the data module's :class:`DataDescription` (``data_description``,
+linked by the CLI): it never reads ``trainer.datamodule``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torchmetrics import SumMetric
 
 from lit_pretrain.callbacks.stability import StabilityGuard
 from lit_pretrain.checkpoint_io import make_saves_atomic
+from lit_pretrain.description import ALL, DataDescription
 from lit_pretrain.errors import ConfigError
 from lit_pretrain.models import (
     PRESETS,
@@ -39,7 +45,7 @@ from lit_pretrain.models import (
 )
 from lit_pretrain.objectives import build_objective
 from lit_pretrain.optim import build_optimizer, warmup_cosine
-from lit_pretrain.parallel import clip_by_global_norm
+from lit_pretrain.parallel import clip_by_global_norm, data_parallel
 from lit_pretrain.strategies import (
     build_partitioned_model,
     check_strategy,
@@ -106,6 +112,9 @@ class PretrainModule(L.LightningModule):
         warmup_steps: Optimizer steps of linear warmup.
         min_lr_ratio: The cosine decays to ``min_lr_ratio × peak`` at the last step.
         decay_steps: Optimizer steps over which the schedule runs; None takes ``trainer.max_steps``.
+        data_description: What the data module describes of its data (vocabulary, special ids, tokenizer, bytes
+            per token per split and source, the sources' names); linked from ``data.description`` by the CLI. From
+            Python pass ``data_description=data.description``. None: no bits per byte, no samples.
     """
 
     def __init__(
@@ -135,9 +144,13 @@ class PretrainModule(L.LightningModule):
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.1,
         decay_steps: int | None = None,
+        data_description: DataDescription | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # The description is live (completed in the data module's setup) and no hyperparameter: checkpoints keep
+        # its facts under "data_description" (on_save_checkpoint).
+        self.save_hyperparameters(ignore=["data_description"])
+        self.data_description = data_description
         self.token_ids = dict(token_ids or DEFAULT_TOKEN_IDS)
         self.objective = build_objective(objective, self.token_ids, vocab_size, mask_seed, mlm_probability)
         check_attention(attn_implementation)
@@ -167,6 +180,8 @@ class PretrainModule(L.LightningModule):
         # Token-weighted sums over a whole validation/test pass (synced across ranks by torchmetrics).
         self.eval_loss_sum = SumMetric()
         self.eval_token_count = SumMetric()
+        # A mixture's (loss sum, token count) per source over the pass: row i is validation loader i's.
+        self._source_sums: torch.Tensor | None = None
         # Token-weighted loss of the current logging window (global over ranks), kept on the device: no sync.
         self._window_sum: torch.Tensor | float = 0.0
         self._window_count: torch.Tensor | float = 0.0
@@ -246,25 +261,31 @@ class PretrainModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         make_saves_atomic(self.trainer.strategy)  # a kill during a save never corrupts last.ckpt
-        datamodule = getattr(self.trainer, "datamodule", None)
-        tokenizer_vocab = getattr(datamodule, "tokenizer_vocab_size", None)
+        data = self.data_description
+        if data is None:
+            return
+        tokenizer_vocab = data.tokenizer_vocab_size
         if tokenizer_vocab is not None and tokenizer_vocab > self.hparams.vocab_size:
             raise ConfigError(
-                f"the tokenizer '{datamodule.tokenizer_path}' has {tokenizer_vocab} tokens but model.vocab_size is "
+                f"the tokenizer '{data.tokenizer_path}' has {tokenizer_vocab} tokens but model.vocab_size is "
                 f"{self.hparams.vocab_size}; set model vocab_size >= {tokenizer_vocab}"
             )
-        data_ids = getattr(datamodule, "token_ids", None)
-        if data_ids is not None:
+        data_ids = data.token_ids
+        if data_ids:
             # Without explicit ids the module assumes end of text = bos = eos = 0; any id both name must agree.
             ours = {"bos_token_id": self.token_ids.get("end_of_text_id", 0), **self.token_ids}
             ours.setdefault("eos_token_id", ours["bos_token_id"])
             if any(ours[key] != data_ids[key] for key in ours.keys() & data_ids.keys()):
                 raise ConfigError(
                     f"model.token_ids {self.token_ids} disagree with the dataset's {data_ids} "
-                    f"('{datamodule.tokenizer_path}'); pass token_ids=data.token_ids (the CLI links them)"
+                    f"('{data.tokenizer_path}'); pass token_ids=data.token_ids (the CLI links them)"
                 )
-        if self.hparams.init_from is not None and datamodule is not None and hasattr(datamodule, "tokenizer_path"):
-            check_same_vocabulary(self.hparams.init_from, datamodule.tokenizer_path)
+        if self.hparams.init_from is not None and data.tokenizer_path is not None:
+            check_same_vocabulary(self.hparams.init_from, data.tokenizer_path)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.data_description is not None:  # for export (the tokenizer) and tools that read a checkpoint
+            checkpoint["data_description"] = self.data_description.as_dict()
 
     # -- the objective's transform, on the CPU before the batch moves to the device -------------------------
     def on_before_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict:
@@ -277,9 +298,8 @@ class PretrainModule(L.LightningModule):
         if trainer.global_step != self._mask_step:  # the first micro-batch of an optimizer step
             self._mask_step, self._micro_batch = trainer.global_step, 0
         micro_batch, self._micro_batch = self._micro_batch, self._micro_batch + 1
-        transformed = self.objective.train_batch(
-            input_ids, trainer.global_step, micro_batch, trainer.global_rank, trainer.world_size
-        )
+        rank, replicas = data_parallel(trainer)
+        transformed = self.objective.train_batch(input_ids, trainer.global_step, micro_batch, rank, replicas)
         return pinned_like(transformed, input_ids, self.device)
 
     # -- steps ---------------------------------------------------------------------------------------------
@@ -288,13 +308,14 @@ class PretrainModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss_sum, count = self.objective.loss(self.model, batch)
-        world_size = self.trainer.world_size
-        if world_size > 1:
+        replicas = data_parallel(self.trainer)[1]
+        if replicas > 1:
             # Normalise by the token count of the whole global batch (MLM ranks count different numbers of
-            # masked tokens): the gradient average over ranks then equals one process's on the same batch.
+            # masked tokens): the gradient average over data-parallel ranks then equals one process's on the same
+            # batch.
             totals = torch.stack([loss_sum.detach().float(), count.float()])
             total_sum, total_count = self.trainer.strategy.reduce(totals, reduce_op="sum")
-            loss = loss_sum * world_size / total_count
+            loss = loss_sum * replicas / total_count
         else:
             total_sum, total_count = loss_sum.detach().float(), count.float()
             loss = loss_sum / count
@@ -308,7 +329,19 @@ class PretrainModule(L.LightningModule):
             elif guard.check(float(mean), self.trainer.global_step):  # float() waits for the device
                 return None  # a dropped spike: logged, but no backward, no update (one process only: check_runnable)
         self._log_window(total_sum, total_count)
+        self._log_mixture()
         return loss
+
+    def _log_mixture(self) -> None:
+        """A mixture's ``train/phase`` and ``train/tokens_seen/<name>`` (of the batches consumed so far)."""
+        data = self.data_description
+        if data is None or data.progress is None:
+            return
+        progress = data.progress()
+        seq_len = self.hparams.seq_len
+        metrics = {"train/phase": float(progress["phase"])}
+        metrics.update({f"train/tokens_seen/{name}": float(n * seq_len) for name, n in progress["windows"].items()})
+        self.log_dict(metrics, on_step=True, on_epoch=False, rank_zero_only=True)
 
     def _log_window(self, total_sum: torch.Tensor, total_count: torch.Tensor) -> None:
         """``train/ppl`` and ``train/bpb`` of the logging window so far, so what the logger writes every
@@ -340,23 +373,31 @@ class PretrainModule(L.LightningModule):
         # The grad_norm callback computed this step's norm over the same gradients just before: reuse it.
         clip_by_global_norm(parameters, float(gradient_clip_val), norm if step == self.trainer.global_step else None)
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._accumulate_eval_loss(batch)
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._accumulate_eval_loss(batch, dataloader_idx)
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._accumulate_eval_loss(batch)
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._accumulate_eval_loss(batch, dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval_metrics("val")
 
     def on_test_epoch_end(self) -> None:
-        split = getattr(getattr(self.trainer, "datamodule", None), "test_split", "test")
+        split = self.data_description.test_split if self.data_description is not None else "test"
         self._log_eval_metrics(split, prefix="test")
 
-    def _accumulate_eval_loss(self, batch: dict[str, torch.Tensor]) -> None:
+    def _sources(self) -> list[str]:
+        return self.data_description.sources if self.data_description is not None else []
+
+    def _accumulate_eval_loss(self, batch: dict[str, torch.Tensor], dataloader_idx: int = 0) -> None:
         loss_sum, count = self.objective.loss(self.model, batch)
         self.eval_loss_sum.update(loss_sum.detach())
         self.eval_token_count.update(count)
+        sources = self._sources()
+        if sources:  # a mixture: loader i is source i's validation split
+            if self._source_sums is None:
+                self._source_sums = torch.zeros(len(sources), 2, device=loss_sum.device)
+            self._source_sums[dataloader_idx] += torch.stack([loss_sum.detach().float(), count.float()])
 
     def _log_eval_metrics(self, split: str, prefix: str | None = None) -> None:
         """Log ``{prefix}/loss`` (token-weighted mean over the whole split), ``/ppl`` and ``/bpb``."""
@@ -371,13 +412,25 @@ class PretrainModule(L.LightningModule):
         bytes_per_token = self._bytes_per_token(split)
         if bytes_per_token is not None:
             metrics[f"{prefix}/bpb"] = loss / math.log(2) / bytes_per_token
-        self.log_dict(metrics, sync_dist=False)  # already summed over ranks
+        if self._source_sums is not None:
+            sums = self.trainer.strategy.reduce(self._source_sums, reduce_op="sum")  # over ranks
+            self._source_sums = None
+            for name, (source_total, source_count) in zip(self._sources(), sums):
+                if source_count == 0:
+                    continue
+                source_loss = source_total / source_count
+                metrics[f"{prefix}/{name}/loss"] = source_loss
+                metrics[f"{prefix}/{name}/ppl"] = torch.exp(source_loss)
+                source_bytes = self._bytes_per_token(split, name)
+                if source_bytes is not None:
+                    metrics[f"{prefix}/{name}/bpb"] = source_loss / math.log(2) / source_bytes
+        self.log_dict(metrics, sync_dist=False, add_dataloader_idx=False)  # already summed over ranks
         if not self.trainer.sanity_checking:
             self.print(f"step {self.global_step}: " + "  ".join(f"{k} {v.item():.4f}" for k, v in metrics.items()))
 
-    def _bytes_per_token(self, split: str) -> float | None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        return datamodule.bytes_per_token(split) if hasattr(datamodule, "bytes_per_token") else None
+    def _bytes_per_token(self, split: str, source: str = ALL) -> float | None:
+        data = self.data_description
+        return None if data is None else data.bytes_per_token_of(split, source)
 
     # -- optimization --------------------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -146,3 +146,15 @@ def clip_by_global_norm(
     for device_and_dtype, grads in _grouped(local).items():
         torch._foreach_mul_(grads, coefficient.to(*device_and_dtype))
     return norm
+
+
+def data_parallel(trainer) -> tuple[int, int]:
+    """(rank, size) of this process in the data-parallel dimension: what splits the batches. With DDP, FSDP and
+    DeepSpeed every process is a data-parallel rank; a model-parallel strategy (tensor or pipeline parallelism)
+    has fewer data-parallel ranks than processes, and its ``distributed_sampler_kwargs`` say which (Lightning's
+    ``ModelParallelStrategy`` answers from its ``data_parallel`` mesh dimension). No Trainer, or one process:
+    (0, 1)."""
+    kwargs = getattr(getattr(trainer, "strategy", None), "distributed_sampler_kwargs", None)
+    if not kwargs:
+        return 0, 1
+    return int(kwargs["rank"]), int(kwargs["num_replicas"])

@@ -156,7 +156,7 @@ def check_resume(path: Path, module, datamodule, trainer, fitting: bool) -> None
     check_same_model(path, module, shapes)
     if not fitting or meta is None or not hasattr(datamodule, "check_data_order"):
         return
-    if (Path(datamodule.dataset_dir) / "manifest.json").is_file():  # else it is prepared (and checked) at restore
+    if datamodule.prepared:  # else it is prepared (and checked) at restore
         datamodule.check_data_order(saved_data_order(meta), f"--ckpt_path '{path}'")
     layout = saved_layout(meta)
     if layout is not None:

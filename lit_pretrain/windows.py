@@ -159,7 +159,22 @@ class EvalDataLoader(CheckedLoader):
     """The validation/test loader (a plain loader with the id check)."""
 
 
-class ResumableDataLoader(CheckedLoader):
+class TrainLoader(CheckedLoader):
+    """A training loader: it knows its layout (what a saved position counts in; see :func:`check_layout`)."""
+
+    accumulation: int = 1
+
+    @property
+    def layout(self) -> dict[str, int]:
+        """How this run takes its windows: per process and micro-batch, processes, micro-batches per step."""
+        return {
+            "batch_size": self.batch_size,
+            "processes": self.sampler.num_replicas,
+            "accumulation": self.accumulation,
+        }
+
+
+class ResumableDataLoader(TrainLoader):
     """A DataLoader whose ``state_dict`` is the global position of the next unseen sample.
 
     Lightning saves this state in checkpoints and restores it before iterating (Lightning >= 2.2). Consumption
@@ -182,15 +197,6 @@ class ResumableDataLoader(CheckedLoader):
 
     def mark_consumed(self, global_samples: int) -> None:
         self.consumed += global_samples
-
-    @property
-    def layout(self) -> dict[str, int]:
-        """How this run takes its windows: per process and micro-batch, processes, micro-batches per step."""
-        return {
-            "batch_size": self.batch_size,
-            "processes": self.sampler.num_replicas,
-            "accumulation": self.accumulation,
-        }
 
     def state_dict(self) -> dict:
         return {"epoch": self.sampler.epoch, "consumed": self.consumed, "seed": self.sampler.seed, **self.layout}

@@ -69,6 +69,21 @@ def prepared_mlm_dataset(stdlib_corpus, tmp_path_factory) -> Path:
     return output
 
 
+# A second, smaller source for mixtures: other packages of the standard library, tokenized with the tokenizer of
+# ``prepared_dataset`` (every source of a mixture shares one tokenizer).
+SECOND_SOURCE_PACKAGES = ("asyncio",)
+
+
+@pytest.fixture(scope="session")
+def prepared_second_dataset(prepared_dataset, tmp_path_factory) -> Path:
+    """A second prepared dataset sharing ``prepared_dataset``'s tokenizer (for mixtures of sources)."""
+    root = tmp_path_factory.mktemp("second")
+    corpus = copy_stdlib_corpus(root / "corpus", SECOND_SOURCE_PACKAGES)
+    tokenizer = TokenizerConfig(pretrained=str(prepared_dataset / "tokenizer.json"))
+    prepare(small_prep_config(corpus, root / "dataset", tokenizer=tokenizer), show_progress=False)
+    return root / "dataset"
+
+
 def quiet_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
     """A Trainer for in-process tests: no logger, checkpoints, progress bar, summary or sanity check."""
     options = dict(

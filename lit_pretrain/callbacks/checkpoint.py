@@ -111,7 +111,7 @@ class PretrainCheckpoint(ModelCheckpoint):
         last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
         run_dir = Path(self.dirpath).parent
         out = Path(self.export_dir) if self.export_dir else run_dir / "hf"
-        dataset_dir = getattr(trainer.datamodule, "dataset_dir", None) if trainer.datamodule is not None else None
-        written = export(last, out, str(dataset_dir) if dataset_dir else None, replace=True)
+        data = getattr(trainer.lightning_module, "data_description", None)
+        written = export(last, out, data.tokenizer_dataset if data is not None else None, replace=True)
         sys.stderr.write(f"lit_pretrain: exported {last} -> {written}\n")
         return written

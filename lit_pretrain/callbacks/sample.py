@@ -118,14 +118,15 @@ class GenerateSample(L.Callback):
 
     def sample(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Sample on every rank (a sharded model needs every rank in each forward), print and log on rank 0."""
-        datamodule = trainer.datamodule
-        if datamodule is None or not hasattr(datamodule, "tokenizer_path"):
+        data = getattr(pl_module, "data_description", None)
+        tokenizer_path = data.tokenizer_path if data is not None else None
+        if tokenizer_path is None:
             return
         if pl_module.objective.name == "mlm":
-            sample, self.last_predictions = self.fill_mask(pl_module, datamodule.tokenizer_path)
+            sample, self.last_predictions = self.fill_mask(pl_module, tokenizer_path)
             title, tag = f"fill-mask for {self.mask_prompt!r}", "samples/mlm"
         else:
-            sample = self.generate(pl_module, datamodule.tokenizer_path)
+            sample = self.generate(pl_module, tokenizer_path)
             title, tag = f"sample for {self.prompt!r}", "samples/clm"
         self.last_sample = sample
         self.sampled_at.append(trainer.global_step)

@@ -18,6 +18,7 @@ import lightning as L
 import torch
 
 from lit_pretrain.models import flops_per_token
+from lit_pretrain.parallel import data_parallel
 
 # Dense (no sparsity) peak TFLOP/s per GPU from the vendors' data sheets, by precision family.
 PEAK_TFLOPS = {
@@ -105,8 +106,9 @@ class Throughput(L.Callback):
         if not self.enabled:
             return
         rows, length = batch["input_ids"].shape
-        self.tokens_seen += rows * length * trainer.world_size
-        self._samples += rows * trainer.world_size
+        replicas = data_parallel(trainer)[1]  # the processes that took different batches
+        self.tokens_seen += rows * length * replicas
+        self._samples += rows * replicas
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
             return  # inside an accumulation: the optimizer step is not done yet
         every = trainer.log_every_n_steps

@@ -19,7 +19,10 @@ def trainer(tmp_path, **kwargs) -> L.Trainer:
 def test_trainer_fit_with_the_importable_classes(tmp_path, prepared_dataset):
     L.seed_everything(0)
     data = PretrainDataModule(dataset_dir=str(prepared_dataset), prepare_config=None, seq_len=64, batch_size=8)
-    model = PretrainModule(preset="gpt2-tiny", vocab_size=data.vocab_size, seq_len=64, lr=3e-3, warmup_steps=3)
+    model = PretrainModule(
+        preset="gpt2-tiny", vocab_size=data.vocab_size, seq_len=64, lr=3e-3, warmup_steps=3,
+        data_description=data.description,
+    )  # fmt: skip
     sample = GenerateSample(max_new_tokens=8, temperature=0.0)
     fit = trainer(tmp_path, callbacks=[sample])
     fit.fit(model, datamodule=data)
@@ -32,6 +35,6 @@ def test_trainer_fit_with_the_importable_classes(tmp_path, prepared_dataset):
 
 def test_tokenizer_larger_than_the_model_vocabulary_is_refused(tmp_path, prepared_dataset):
     data = PretrainDataModule(dataset_dir=str(prepared_dataset), prepare_config=None, seq_len=64)
-    model = PretrainModule(preset="gpt2-tiny", vocab_size=100, seq_len=64)
+    model = PretrainModule(preset="gpt2-tiny", vocab_size=100, seq_len=64, data_description=data.description)
     with pytest.raises(ConfigError, match=r"has \d+ tokens but model.vocab_size is 100"):
         trainer(tmp_path).fit(model, datamodule=data)

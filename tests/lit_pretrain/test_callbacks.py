@@ -211,7 +211,7 @@ def test_train_ppl_and_bpb_are_the_token_weighted_mean_of_each_logging_window(
     L.seed_everything(0)
     data = PretrainDataModule(dataset_dir=str(dataset), prepare_config=None, seq_len=64, batch_size=4)
     model = PretrainModule(
-        preset="bert-tiny" if mlm else "gpt2-tiny", objective=objective, vocab_size=data.vocab_size, seq_len=64,
+        preset="bert-tiny" if mlm else "gpt2-tiny", objective=objective, vocab_size=data.vocab_size, seq_len=64, data_description=data.description,
         token_ids=data.token_ids, lr=3e-3, warmup_steps=2,
     )  # fmt: skip
     steps = Steps()

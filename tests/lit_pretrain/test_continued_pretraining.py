@@ -65,7 +65,9 @@ def test_special_ids_reach_the_model_config_and_generation_stops_at_the_tokenize
 
 def test_a_module_whose_ids_disagree_with_the_dataset_is_refused(late_eot_dataset, tmp_path):
     data = PretrainDataModule(dataset_dir=str(late_eot_dataset), prepare_config=None, seq_len=32)
-    module = PretrainModule(preset="gpt2-tiny", vocab_size=data.vocab_size, seq_len=32)  # assumes end of text 0
+    module = PretrainModule(  # assumes end of text 0
+        preset="gpt2-tiny", vocab_size=data.vocab_size, seq_len=32, data_description=data.description
+    )
     with pytest.raises(ConfigError, match="model.token_ids .* disagree with the dataset's"):
         trainer(tmp_path).fit(module, datamodule=data)
 
@@ -159,8 +161,9 @@ def test_init_from_that_disagrees_with_the_dataset_is_refused_naming_both(
     AutoModelForCausalLM.from_config(fine).save_pretrained(tmp_path / "other-tokenizer")
     shutil.copy(prepared_mlm_dataset / "tokenizer.json", tmp_path / "other-tokenizer" / "tokenizer.json")
     module = PretrainModule(
-        init_from=str(tmp_path / "other-tokenizer"), vocab_size=512, seq_len=64, token_ids=data.token_ids
-    )
+        init_from=str(tmp_path / "other-tokenizer"), vocab_size=512, seq_len=64, token_ids=data.token_ids,
+        data_description=data.description,
+    )  # fmt: skip
     with pytest.raises(ConfigError, match="has a tokenizer of 512 tokens that differs from the dataset's"):
         trainer(tmp_path).fit(module, datamodule=data)
     (tmp_path / "empty").mkdir()
