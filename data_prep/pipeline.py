@@ -48,6 +48,7 @@ from data_prep.tokens.tokenizer import (
     end_of_text_id,
     load_or_train_tokenizer,
     planned_token_ids,
+    planned_vocab_size,
 )
 from data_prep.workdir import (
     copy_file,
@@ -209,11 +210,7 @@ def _run_stages(config, inputs, fingerprints, output: Path, show: bool, work: Pa
             config.tokenizer, tokenizer_dir, lambda: training_sample(train_texts, report, config), show
         )
     eot = end_of_text_id(tokenizer, config.tokenizer)
-    # The model's embedding rows: the configured size for a trained tokenizer (it may come out a little smaller
-    # on a small corpus, and the model shape should not depend on that), the real size for a pretrained one.
-    vocab_size = tokenizer.get_vocab_size()
-    if config.tokenizer.pretrained is None:
-        vocab_size = max(config.tokenizer.vocab_size, vocab_size)
+    vocab_size = planned_vocab_size(config.tokenizer, tokenizer)
     dtype = dtype_for_vocab(vocab_size)
 
     with report.stage("tokens"):

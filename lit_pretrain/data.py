@@ -355,7 +355,11 @@ class PretrainDataModule(L.LightningDataModule):
         manifests = self._read_manifests()
         for source, manifest in zip(self.sources, manifests):
             directory = source.dataset_dir
-            if manifest["vocab_size"] != self.vocab_size:
+            # A mixture's other sources share the first's tokenizer file (checked below); the first decides the
+            # embedding rows (a trained tokenizer's configured size may exceed what the file holds).
+            if manifest["vocab_size"] != self.vocab_size and (
+                source is self.sources[0] or manifest["vocab_size"] > self.vocab_size
+            ):
                 raise ConfigError(
                     f"'{directory / MANIFEST_FILE}' was prepared with vocab_size {manifest['vocab_size']} but "
                     f"this run was configured for {self.vocab_size}; restart so both agree"

@@ -263,6 +263,16 @@ def role_token_ids(tokenizer: Tokenizer, roles: dict[str, str], end_of_text_id: 
     return ids
 
 
+def planned_vocab_size(config: TokenizerConfig, trained: Tokenizer | None = None) -> int:
+    """The model's embedding rows for the tokenizer ``config`` describes: a pretrained tokenizer's own size; for a
+    trained one the configured ``vocab_size`` (a small corpus may give a few tokens fewer, and the model's shape
+    should not depend on that), or the ``trained`` tokenizer's size should it come out larger. The one place this
+    is decided: data_prep writes it to the manifest, the data module plans the model with it before preparing."""
+    if config.pretrained is not None:
+        return (trained or load_tokenizer(config.pretrained)).get_vocab_size()
+    return max(config.vocab_size, trained.get_vocab_size() if trained is not None else 0)
+
+
 def planned_token_ids(config: TokenizerConfig) -> dict[str, int]:
     """:func:`role_token_ids` of the tokenizer ``config`` will produce, known before any data is read: a
     trained tokenizer's ids are fixed by its kind; a pretrained one is loaded (not trained) to look them up."""
