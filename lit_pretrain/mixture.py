@@ -297,9 +297,9 @@ class MixtureDataLoader(TrainLoader):
         self.position = stop
 
     def progress(self) -> dict:
-        """The active phase and the windows each source has given, of what the loop consumed."""
+        """The phase of the last batch the loop consumed, and the windows each source has given so far."""
         return {
-            "phase": self.sampler.stream.phase_at(self.position),
+            "phase": self.sampler.stream.phase_at(max(self.position - 1, 0)),
             "windows": dict(zip(self.names, self.taken.tolist())),
         }
 

@@ -123,7 +123,7 @@ def test_phases_switch_the_weights_at_their_optimizer_step_and_report_the_active
         phases_seen.append(data.description.progress()["phase"])
     sources = [loader.sampler.stream.sources(step * 8, (step + 1) * 8).tolist() for step in range(6)]
     assert sources[:3] == [[0] * 8] * 3 and sources[3:] == [[1] * 8] * 3
-    assert phases_seen == [0, 0, 1, 1, 1, 1]  # after step 3's batch is consumed, phase 1 is active
+    assert phases_seen == [0, 0, 0, 1, 1, 1]  # the phase of the batch just taken
     assert data.description.progress()["windows"] == {"code": 24, "asyncio": 24}
 
 
