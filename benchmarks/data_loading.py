@@ -10,6 +10,11 @@ sampler, random windows across shards, pinned memory off on CPU), for ``num_work
 batches. Consumed: ``flops_per_token`` of a real ``gpt2-small`` (the throughput callback's MFU convention) at
 ``--mfu`` of the device's dense bf16 peak (989 TFLOP/s for H100 SXM / H200): the step rate gpt2-small would
 need the loader to keep up with, since no GPU figure of ours is recorded yet. Target: >= 20x headroom.
+
+Then the mixture loader (``data.sources``) against the single-dataset loader, side by side in this run: the same
+prepared dataset given twice as two sources (weights 0.7 / 0.3), so each window costs the same read and the ratio
+measures what drawing sources, per-source permutations and the stream's state cost. Measured alternately, best of
+five each. Target: >= 0.9x.
 """
 
 from __future__ import annotations
@@ -40,12 +45,16 @@ def prepared_dataset(directory: Path) -> Path:
     return directory / "stdlib"
 
 
-def delivered_tokens_per_second(dataset_dir: Path, workers: int, batches: int, seq_len: int, batch: int) -> float:
+def delivered_tokens_per_second(
+    dataset_dir: Path, workers: int, batches: int, seq_len: int, batch: int, mixture: bool = False
+) -> float:
     from lit_pretrain import PretrainDataModule
 
-    data = PretrainDataModule(
-        dataset_dir=str(dataset_dir), prepare_config=None, seq_len=seq_len, batch_size=batch, num_workers=workers
-    )
+    where: dict = {"dataset_dir": str(dataset_dir)}
+    if mixture:  # the same dataset twice: the same reads, through the mixture's sampler and loader
+        sources = [{"name": name, "dataset_dir": str(dataset_dir), "weight": w} for name, w in (("a", 0.7), ("b", 0.3))]
+        where = {"dataset_dir": None, "sources": sources}
+    data = PretrainDataModule(**where, prepare_config=None, seq_len=seq_len, batch_size=batch, num_workers=workers)
     data.setup("fit")
     loader = iter(data.train_dataloader())
     for _ in range(20):  # warm-up: worker start, first reads
@@ -89,6 +98,17 @@ def main() -> None:
         for workers in (0, 2):
             delivered = delivered_tokens_per_second(dataset_dir, workers, options.batches, seq_len, batch)
             print(f"| {workers} | {delivered:,.0f} | {delivered / consumed:.1f}x |")
+        print(
+            "\n| num_workers | single dataset tokens/s | mixture of 2 sources tokens/s | mixture / single (target >= 0.9) |"
+        )
+        print("|---|---|---|---|")
+        for workers in (0, 2):
+            best = {False: 0.0, True: 0.0}
+            for _ in range(5):
+                for mixture in (False, True):
+                    rate = delivered_tokens_per_second(dataset_dir, workers, options.batches, seq_len, batch, mixture)
+                    best[mixture] = max(best[mixture], rate)
+            print(f"| {workers} | {best[False]:,.0f} | {best[True]:,.0f} | {best[True] / best[False]:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ the uninterrupted run would have taken.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Iterator
@@ -214,25 +215,26 @@ class MixtureDataset(Dataset):
     def __init__(self, datasets: list[WindowDataset]) -> None:
         self.datasets = datasets
         self.offsets = np.concatenate([[0], np.cumsum([len(d) for d in datasets])]).astype(np.int64)
+        self._starts = self.offsets[:-1].tolist()  # a Python list: bisect on a few sources beats a numpy call
         self.dtype, self.seq_len = datasets[0].dtype, datasets[0].seq_len
         self.id_check = datasets[0].id_check
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def _split(self, index: int) -> tuple[WindowDataset, int]:
-        source = int(np.searchsorted(self.offsets, index, side="right") - 1)
-        return self.datasets[source], index - int(self.offsets[source])
+    def _split(self, index: int) -> tuple[int, int]:
+        source = bisect.bisect_right(self._starts, index) - 1
+        return source, index - self._starts[source]
 
     def locate(self, index: int) -> tuple[Path, int]:
-        dataset, local = self._split(index)
-        return dataset.locate(local)
+        source, local = self._split(index)
+        return self.datasets[source].locate(local)
 
     def __getitem__(self, index: int):
-        dataset, local = self._split(index)
-        item = dataset[local]
+        source, local = self._split(index)
+        item = self.datasets[source][local]
         if "window" in item:  # the global index, so the id check's error finds the shard through locate
-            item["window"] += int(self.offsets[self.datasets.index(dataset)])
+            item["window"] += self._starts[source]
         return item
 
 
