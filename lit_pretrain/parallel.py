@@ -154,7 +154,15 @@ def data_parallel(trainer) -> tuple[int, int]:
     has fewer data-parallel ranks than processes, and its ``distributed_sampler_kwargs`` say which (Lightning's
     ``ModelParallelStrategy`` answers from its ``data_parallel`` mesh dimension). No Trainer, or one process:
     (0, 1)."""
-    kwargs = getattr(getattr(trainer, "strategy", None), "distributed_sampler_kwargs", None)
+    strategy = getattr(trainer, "strategy", None)
+    try:
+        kwargs = getattr(strategy, "distributed_sampler_kwargs", None)
+    except (
+        AssertionError,
+        RuntimeError,
+        TypeError,
+    ):  # ModelParallelStrategy before setup (no device mesh yet): every process, as DDP
+        return trainer.global_rank, trainer.world_size
     if not kwargs:
         return 0, 1
     return int(kwargs["rank"]), int(kwargs["num_replicas"])
