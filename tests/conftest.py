@@ -95,3 +95,13 @@ def quiet_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
         default_root_dir=tmp_path,
     )
     return L.Trainer(**{**options, **kwargs})
+
+
+# The longest test files, started first: the suite runs on two workers that take whole files (pytest-xdist's
+# loadfile), and a long file started last leaves the other worker idle at the end.
+LONGEST_FIRST = ("tests/e2e/test_strategies_cli.py", "tests/e2e/test_resume_cli.py", "tests/e2e/test_preemption_cli.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    order = {path: index for index, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: order.get(item.nodeid.split("::")[0], len(order)))  # stable: the rest as collected

@@ -16,17 +16,17 @@ from tests.conftest import SECOND_SOURCE_PACKAGES, copy_stdlib_corpus
 from tests.e2e.helpers import REPO, in_process, make_project, read_records, recorder_config, run, scalars
 from tests.e2e.test_resume_cli import TOLERANCE, by_step
 
-# 16 windows per step; the weights switch at step 10; checkpoints every 5 steps, validation every 8 (2 batches per
-# source); a run killed as step 8 begins resumes from the step-5 checkpoint and crosses the phase boundary.
+# 16 windows per step; the weights switch at step 7; checkpoints every 4 steps, validation every 6 (2 batches per
+# source); a run killed as step 6 begins resumes from the step-4 checkpoint and crosses the phase boundary.
 PHASES = [
     {"start_step": 0, "weights": {"code": 0.8, "asyncio": 0.2}},
-    {"start_step": 10, "weights": {"code": 0.2, "asyncio": 0.8}},
+    {"start_step": 7, "weights": {"code": 0.2, "asyncio": 0.8}},
 ]
-COMMON = ["--config", "tiny.yaml", "--config", "mix.yaml", "--trainer.max_steps", "16", "--trainer.accelerator",
-          "cpu", "--trainer.val_check_interval", "8", "--trainer.limit_val_batches", "2",
-          "--checkpoint.every_n_train_steps", "5", "--sample.enabled", "false"]  # fmt: skip
+COMMON = ["--config", "tiny.yaml", "--config", "mix.yaml", "--trainer.max_steps", "12", "--trainer.accelerator",
+          "cpu", "--trainer.val_check_interval", "6", "--trainer.limit_val_batches", "2",
+          "--checkpoint.every_n_train_steps", "4", "--sample.enabled", "false"]  # fmt: skip
 DDP = ["--config", str(REPO / "configs/strategy/ddp.yaml"), "--trainer.devices", "2", "--data.batch_size", "8"]
-KILL_AT = 8
+KILL_AT = 6
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def assert_resumes(project: Path, name: str, reference: dict, *args: str, **tole
     killed, _ = fit(project, name, *args, kill_at=KILL_AT)
     assert list(killed) == list(range(1, KILL_AT + 1))
     resumed, _ = fit(project, name, *args, resume=True)
-    assert list(resumed) == list(range(6, 17))  # from the step-5 checkpoint, across the phase switch at step 10
+    assert list(resumed) == list(range(5, 13))  # from the step-4 checkpoint, across the phase switch at step 7
     for step, record in resumed.items():
         assert record["rows"] == reference[step]["rows"], f"step {step} trained on other windows"
     losses = [record["loss"] for record in resumed.values()]
@@ -93,13 +93,13 @@ def test_the_run_logs_each_sources_validation_tokens_and_phase(project, referenc
         for metric in ("loss", "ppl", "bpb"):
             assert [step for step, _ in logged[f"val/{name}/{metric}"]] == [step for step, _ in logged["val/loss"]]
     assert "val/code/bpb" in result.stdout and "val/asyncio/bpb" in result.stdout  # printed at each validation
-    # Logged at the Trainer's step index, 0 for the first optimizer step: the 10 first steps are phase 0.
+    # Logged at the Trainer's step index, 0 for the first optimizer step: the 7 first steps are phase 0.
     phase = dict(logged["train/phase"])
-    assert [phase[index] for index in range(16)] == [0.0] * 10 + [1.0] * 6
+    assert [phase[index] for index in range(12)] == [0.0] * 7 + [1.0] * 5
     code, asyncio = dict(logged["train/tokens_seen/code"]), dict(logged["train/tokens_seen/asyncio"])
     assert all(code[i] + asyncio[i] == (i + 1) * 16 * 64 for i in code)  # every window of every step
-    first_phase = asyncio[9] / (10 * 16 * 64)
-    second_phase = (asyncio[15] - asyncio[9]) / (6 * 16 * 64)
+    first_phase = asyncio[6] / (7 * 16 * 64)
+    second_phase = (asyncio[11] - asyncio[6]) / (5 * 16 * 64)
     assert first_phase < 0.4 and second_phase > 0.6  # 0.2 of the windows, then 0.8
     saved = json.loads(json.dumps(yaml.safe_load((project / "runs/reference/config.yaml").read_text())["data"]))
     assert [source["name"] for source in saved["sources"]] == ["code", "asyncio"]
@@ -137,7 +137,9 @@ def test_bad_mixtures_are_refused_in_one_line_before_anything_is_written(project
     assert sorted(path.name for path in (project / "data").iterdir()) == before  # nothing prepared
 
 
-def test_estimate_reads_a_mixture_config(project, reference):
-    result = run("estimate", *COMMON[:4], "--data.tokens_per_parameter", "20", "--json", cwd=project)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout)["tokens"] > 0
+def test_estimate_reads_a_mixture_config(project, reference, capsys, monkeypatch):
+    from lit_pretrain.estimate import main
+
+    monkeypatch.chdir(project)  # in this process: a subprocess would add only its start-up
+    main([*COMMON[:4], "--data.tokens_per_parameter", "20", "--json"])
+    assert json.loads(capsys.readouterr().out)["tokens"] > 0
